@@ -1,0 +1,30 @@
+"""ECPIX-5 with an LFE5UM5G-85F (CABGA554, speed 8): what the amaranth-boards platform does not say.
+
+Host link: the board's USB serial port (FT2232H channel B on R26/R24, `uart` 0 in
+amaranth_boards.ecpix5). The second choice, `pmod`, is a 3.3 V USB-UART adapter on PMOD 0:
+FPGA transmit on PMOD pin 1, FPGA receive on PMOD pin 2.
+
+Clock: the 100 MHz oscillator (K23, constrained by the platform file) clocks the whole design;
+100 MHz / 1 Mbaud = 100 clocks per bit exactly. The reset button (AB1) resets the design.
+"""
+
+from amaranth.build import Attrs
+from amaranth_boards.ecpix5 import ECPIX585Platform
+from amaranth_boards.resources import UARTResource
+
+NAME = "ecpix5-85"
+DESCRIPTION = "ECPIX-5, LFE5UM5G-85F-8 CABGA554, 100 MHz, host link on the on-board FT2232H"
+PLATFORM = ECPIX585Platform
+BITSTREAM = "bit"
+BAUD = 1_000_000
+
+LINKS = {
+    "usb": ("uart", 0),
+    "pmod": ("uart", 1),
+}
+RESOURCES = [
+    UARTResource(1, rx="2", tx="1", conn=("pmod", 0),
+                 attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP")),
+]
+VALUE_DEPTH = 4096
+WORD_DEPTH = 1024

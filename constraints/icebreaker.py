@@ -1,0 +1,32 @@
+"""iCEBreaker (iCE40UP5K-SG48): what the amaranth-boards platform does not already say.
+
+Host link: the board's own USB serial port (FT2232H channel B on pins 6/9, `uart` 0 in
+amaranth_boards.icebreaker), so one USB cable powers, programs and talks to the board. The second
+choice, `pmod`, is a 3.3 V USB-UART adapter on PMOD1A: FPGA transmit on PMOD pin 1 (package
+pin 4), FPGA receive on PMOD pin 2 (package pin 2).
+
+Clock: the 12 MHz oscillator (pin 35, constrained by the platform file) clocks the whole design.
+12 MHz / 1 Mbaud = 12 clocks per bit exactly; the FT2232H makes 1 Mbaud exactly as well.
+"""
+
+from amaranth.build import Attrs
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.resources import UARTResource
+
+NAME = "icebreaker"
+DESCRIPTION = "iCEBreaker, iCE40UP5K-SG48, 12 MHz, host link on the on-board FT2232H"
+PLATFORM = ICEBreakerPlatform
+BITSTREAM = "bin"
+BAUD = 1_000_000
+
+LINKS = {
+    "usb": ("uart", 0),
+    "pmod": ("uart", 1),
+}
+RESOURCES = [
+    UARTResource(1, rx="2", tx="1", conn=("pmod", 0),
+                 attrs=Attrs(IO_STANDARD="SB_LVCMOS", PULLUP=1)),
+]
+# Buffer depths of the board top (values and 64-bit words): a tile of up to 1024 values.
+VALUE_DEPTH = 1024
+WORD_DEPTH = 256

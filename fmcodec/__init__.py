@@ -1,0 +1,1 @@
+"""fmcodec: a feature-map transform codec for CNN accelerators."""

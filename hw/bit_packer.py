@@ -1,0 +1,262 @@
+"""Bit packer: token pairs -> tiles of 64-bit words with a header (twin of golden/bit_packer.py).
+
+Stream contract
+---------------
+- `i`: `token_pair()` (hw/vlc_encoder.py), one per value: the coded token, the raw token and
+  `tile_last` on the tile's last value.
+- `o`: `packed_word()`: `data` (64 bits), `first` on a tile's header word, `last` on its final
+  word (a tile with an empty payload is one word with both). Per tile: the header word, then the
+  payload words of the chosen payload, in container order (docs/FORMAT.md, "Tiles").
+- `cfg`: only the commit write (global 7) is used: it restarts the tile number at `tile_first`.
+
+Both payloads of a tile are packed side by side as the tokens arrive, LSB first (stream bit b is
+bit b % 64 of word b // 64, the last word zero-padded), each into its own tile buffer and through
+its own CRC-32. At the tile's end the raw payload is chosen when coded_words >= raw_words, and the
+header (length, mode, tile number mod 1024, CRC-32 over the payload bytes followed by header bits
+0..31) is finished with one 32-bit CRC step. The header precedes the payload in the output but
+depends on all of it, hence whole-tile buffers; they are double-buffered (banks 0 and 1) so the
+next tile packs while the previous one is sent.
+
+Throughput one token pair per clock sustained, while sending a tile (1 + its payload words
+cycles at an always-ready sink) takes no longer than packing the next one; a bank frees when its
+last word is sent. Latency from the tile's last token to its header on `o`: 4 clocks.
+Pipeline: P (token into a 64-bit accumulator, a full word out), W (word into the buffer and the
+CRC), F (mode choice and header), E (header, then payload words read from the buffer).
+
+Storage: 4 x `max_tile_words` x 64 bits (coded and raw buffers, two banks each).
+`max_tile_words` must be at least the raw words of the largest tile the profiles use
+(`Profile.raw_words(tile_pixels)`); a longer coded payload is not stored (the tile goes raw).
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.config import GLOBAL_COMMIT, REGION_GLOBAL, config_signature, index, region
+from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+from hw.vlc_encoder import token_pair
+
+WORD_BITS = 64
+LEN_BITS = 20
+MODE_CODED, MODE_RAW = 0, 1
+TILE_NO_BITS = 10
+
+
+def packed_word() -> data.StructLayout:
+    """An output word: `data`, `first` (tile header) and `last` (tile's final word)."""
+    return data.StructLayout({"data": WORD_BITS, "first": 1, "last": 1})
+
+
+class BitPacker(wiring.Component):
+    """Token pairs in, tiles of words out (see the module docstring).
+
+    Parameters: `max_tile_words` (tile buffer depth, >= raw words of the largest tile),
+    `tile_first`, `tile_step` (tile numbers are tile_first, tile_first + tile_step, ... mod 1024:
+    lane p of P uses p and P).
+    """
+
+    def __init__(self, max_tile_words: int, tile_first: int = 0, tile_step: int = 1):
+        if not 1 <= max_tile_words < 1 << LEN_BITS:
+            raise ValueError(f"max_tile_words must be in 1..{(1 << LEN_BITS) - 1}")
+        self.max_tile_words = int(max_tile_words)
+        self.tile_first = int(tile_first) % (1 << TILE_NO_BITS)
+        self.tile_step = int(tile_step) % (1 << TILE_NO_BITS)
+        super().__init__({
+            "cfg": In(config_signature()),
+            "i": In(stream.Signature(token_pair())),
+            "o": Out(stream.Signature(packed_word())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.max_tile_words
+        count_shape = range(depth + 1)         # word counts saturate at depth (see _payload)
+
+        # -- banks -----------------------------------------------------------------------------
+        in_flight = Signal(2)                  # bank's tile is closed and not yet sent
+        ready = Signal(2)                      # bank's header is done: it may be sent
+        flight_set, flight_clr = Signal(2), Signal(2)
+        ready_set, ready_clr = Signal(2), Signal(2)
+        m.d.sync += [
+            in_flight.eq((in_flight | flight_set) & ~flight_clr),
+            ready.eq((ready | ready_set) & ~ready_clr),
+        ]
+
+        wb = Signal()                          # bank that takes the incoming tokens
+        take = Signal()
+        m.d.comb += [
+            self.i.ready.eq(~in_flight.bit_select(wb, 1)),
+            take.eq(self.i.valid & self.i.ready),
+        ]
+        tile_end = take & self.i.p.tile_last
+        with m.If(tile_end):
+            m.d.sync += wb.eq(~wb)
+            m.d.comb += flight_set.eq(Mux(wb, 0b10, 0b01))
+
+        # -- P and W for both payloads -----------------------------------------------------------
+        mems = {}
+        fin = {}                               # final word count and CRC state of the tile
+        fin_valid = Signal()
+        fin_bank = Signal()
+        for name in ("coded", "raw"):
+            banks = []
+            for b in range(2):
+                mem = Memory(shape=WORD_BITS, depth=depth, init=[])
+                m.submodules[f"{name}{b}"] = mem
+                banks.append(mem)
+            mems[name] = banks
+            fin[name] = self._payload(m, name, self.i.p[name], take, tile_end, wb, banks,
+                                      depth, count_shape, fin_valid, fin_bank)
+
+        # -- F: mode choice and header -------------------------------------------------------------
+        tile_no = Signal(TILE_NO_BITS, init=self.tile_first)
+        with m.If(self.cfg.valid & (region(self.cfg.p.addr) == REGION_GLOBAL) &
+                  (index(self.cfg.p.addr) == GLOBAL_COMMIT)):
+            m.d.sync += tile_no.eq(self.tile_first)
+
+        header = Array(Signal(WORD_BITS, name=f"header{b}") for b in range(2))
+        length = Array(Signal(count_shape, name=f"length{b}") for b in range(2))
+        use_raw = Array(Signal(name=f"use_raw{b}") for b in range(2))
+
+        coded_words, coded_crc = fin["coded"]
+        raw_words, raw_crc = fin["raw"]
+        f_raw = coded_words >= raw_words
+        f_len = Mux(f_raw, raw_words, coded_words)
+        f_len20 = Signal(LEN_BITS)
+        m.d.comb += f_len20.eq(f_len)
+        f_low = Cat(f_len20, f_raw, Const(0, 1), tile_no)     # header bits 0..31
+        f_check = crc32_next(Mux(f_raw, raw_crc, coded_crc), f_low) ^ CRC32_XOROUT
+        with m.If(fin_valid):
+            m.d.sync += [
+                header[fin_bank].eq(Cat(f_low, f_check)),
+                length[fin_bank].eq(f_len),
+                use_raw[fin_bank].eq(f_raw),
+                tile_no.eq(tile_no + self.tile_step),
+            ]
+            m.d.comb += ready_set.eq(Mux(fin_bank, 0b10, 0b01))
+
+        # -- E: header, then the payload ---------------------------------------------------------
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        eb = Signal()                          # bank being sent
+        sending = Signal()                     # header sent, payload words follow
+        epos = Signal(count_shape)             # next payload word to read
+        e_raw = Signal()                       # payload the read data comes from
+        e_bank = Signal()
+
+        rd = {}
+        for name in ("coded", "raw"):
+            for b in range(2):
+                port = mems[name][b].read_port()
+                m.d.comb += [port.addr.eq(epos), port.en.eq(advance)]
+                rd[name, b] = port.data
+        word = Mux(e_raw,
+                   Mux(e_bank, rd["raw", 1], rd["raw", 0]),
+                   Mux(e_bank, rd["coded", 1], rd["coded", 0]))
+
+        done = Signal()
+        with m.If(advance):
+            with m.If(~sending):
+                m.d.sync += [
+                    self.o.valid.eq(ready.bit_select(eb, 1)),
+                    self.o.p.data.eq(header[eb]),
+                    self.o.p.first.eq(1),
+                    self.o.p.last.eq(length[eb] == 0),
+                    e_raw.eq(use_raw[eb]),
+                    e_bank.eq(eb),
+                ]
+                with m.If(ready.bit_select(eb, 1)):
+                    with m.If(length[eb] == 0):
+                        m.d.comb += done.eq(1)
+                    with m.Else():
+                        m.d.sync += [sending.eq(1), epos.eq(1)]
+            with m.Else():
+                is_last = epos == length[eb]
+                m.d.sync += [
+                    self.o.valid.eq(1),
+                    self.o.p.data.eq(word),
+                    self.o.p.first.eq(0),
+                    self.o.p.last.eq(is_last),
+                    epos.eq(epos + 1),
+                ]
+                with m.If(is_last):
+                    m.d.comb += done.eq(1)
+                    m.d.sync += [sending.eq(0), epos.eq(0)]
+        with m.If(done):
+            m.d.sync += eb.eq(~eb)
+            m.d.comb += [
+                ready_clr.eq(Mux(eb, 0b10, 0b01)),
+                flight_clr.eq(Mux(eb, 0b10, 0b01)),
+            ]
+
+        return m
+
+    @staticmethod
+    def _payload(m, name, tok, take, tile_end, wb, banks, depth, count_shape, fin_valid,
+                 fin_bank):
+        """P and W of one payload; returns its (words, crc state) at the tile's end (valid with
+        `fin_valid`, which both payloads drive identically: their tiles end together)."""
+        width = len(tok.value)
+        assert width < WORD_BITS  # a tile's first token never fills a word (see pend)
+
+        # P: the accumulator holds `cnt` < 64 bits not yet in a word.
+        acc = Signal(WORD_BITS, name=f"{name}_acc")
+        cnt = Signal(range(WORD_BITS), name=f"{name}_cnt")
+        merged = Signal(WORD_BITS + width, name=f"{name}_merged")
+        total = Signal(range(WORD_BITS + width), name=f"{name}_total")
+        m.d.comb += [
+            merged.eq(acc | (tok.value << cnt)),
+            total.eq(cnt + tok.nbits),
+        ]
+        full = total >= WORD_BITS
+        rest = Mux(full, merged[WORD_BITS:], merged[:WORD_BITS])
+        rest_cnt = Mux(full, total - WORD_BITS, total)
+
+        # Events into W: a full word, or the tile's end (with its padded last word, if any bits
+        # are left). A tile's end waits one clock in `pend` when its last token also fills a
+        # word; the next token is the first of a tile, which never fills one, so the two never
+        # compete for W.
+        ev = Signal(data.StructLayout({"word": WORD_BITS, "has_word": 1, "end": 1, "bank": 1}),
+                    name=f"{name}_ev")
+        pend = Signal.like(ev, name=f"{name}_pend")
+        m.d.sync += [ev.has_word.eq(0), ev.end.eq(0), pend.end.eq(0)]
+        with m.If(take):
+            with m.If(tile_end):
+                m.d.sync += [acc.eq(0), cnt.eq(0)]
+                m.d.sync += [
+                    pend.word.eq(rest),
+                    pend.has_word.eq(rest_cnt != 0),
+                    pend.end.eq(1),
+                    pend.bank.eq(wb),
+                ]
+            with m.Else():
+                m.d.sync += [acc.eq(rest), cnt.eq(rest_cnt)]
+        with m.If(take & full):
+            m.d.sync += [ev.word.eq(merged[:WORD_BITS]), ev.has_word.eq(1), ev.bank.eq(wb)]
+        with m.Elif(pend.end):
+            m.d.sync += ev.eq(pend)
+
+        # W: buffer write and CRC; word counts saturate at `depth` (a longer coded payload is
+        # never sent, and `coded >= raw` stays right because raw <= depth).
+        words = Signal(count_shape, name=f"{name}_words")
+        crc = Signal(32, init=CRC32_INIT, name=f"{name}_crc")
+        fwords = Signal(count_shape, name=f"{name}_fin_words")
+        fcrc = Signal(32, name=f"{name}_fin_crc")
+        room = words < depth
+        for b, mem in enumerate(banks):
+            port = mem.write_port()
+            m.d.comb += [
+                port.addr.eq(words),
+                port.data.eq(ev.word),
+                port.en.eq(ev.has_word & room & (ev.bank == b)),
+            ]
+        new_words = Mux(ev.has_word & room, words + 1, words)
+        new_crc = Mux(ev.has_word, crc32_next(crc, ev.word), crc)
+        with m.If(ev.end):
+            m.d.sync += [words.eq(0), crc.eq(CRC32_INIT), fwords.eq(new_words), fcrc.eq(new_crc)]
+        with m.Else():
+            m.d.sync += [words.eq(new_words), crc.eq(new_crc)]
+        if name == "raw":
+            m.d.sync += [fin_valid.eq(ev.end), fin_bank.eq(ev.bank)]
+        return fwords, fcrc

@@ -1,0 +1,250 @@
+"""Bit unpacker: container words in, checked tile payload words out (read-path twin of
+hw/bit_packer.py; golden/bit_packer.py and docs/FORMAT.md "Tiles" define the header).
+
+Stream contract
+---------------
+- `i`: `container_word()`, the words of the tiles in tensor order as the DRAM reader fetches
+  them: a tile's header word, then its payload words, with `last` on the final word the reader
+  delivers for the tile (on the header itself when it delivers no payload). `last` is the
+  reader's framing (it knows the extent of every tile it reads: from the index table, or from the
+  header's length field it parsed itself); the unpacker resynchronizes on it, so a truncated or
+  overlong tile costs only that tile.
+- `o`: `payload_word()`, per tile the payload words for hw/vlc_decoder.py, with `raw` (the tile's
+  mode) on every word and `last` on the tile's final one. A tile always yields at least one word:
+  one whose payload is empty yields a single word with `empty` set (no bits). At most
+  `min(length, raw_words(tile))` payload words are passed on; words beyond that are checked (CRC)
+  and dropped.
+- `cfg`: tile_pixels (global 3), image_pixels (global 8) and raw bits per pixel (global 7, the
+  commit) give every tile's pixel count (the last tile of an image may be short) and hence its
+  raw size `raw_words = ceil(pixels * raw_bits_per_pixel / 64)`; the commit clears the tile
+  counter and `status`.
+- `status`: sticky error bits since the last commit (each also counts its tile in `bad_tiles`):
+  `crc` (CRC-32 of payload + header bits 0..31 differs from header bits 32..63), `mode` (mode 2
+  or 3; the tile is then passed on as coded), `length` (length > raw_words, or a raw tile whose
+  length is not raw_words), `tile` (tile number differs from the tile counter mod 1024),
+  `framing` (the reader's `last` came before or after `length` payload words). `error` is their
+  OR. A coded tile's decoding errors (code running past the payload, words left over, invalid
+  code) are hw/vlc_decoder.py's status; the lane ORs the two.
+
+Whatever the words hold, a tile costs one clock per input word (plus one clock after a tile with
+no payload words, while the next tile's raw size is computed), so the unpacker never hangs, and
+the decoder downstream always gets exactly one tile per header.
+
+Throughput one word per clock; latency one clock (output register; `i.ready` depends on
+`o.ready` combinationally). The CRC is checked in the clock after a tile's last word, in
+parallel with the next header, by a 64-bit-parallel CRC-32 (hw/crc.py).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import (
+    GLOBAL_COMMIT,
+    GLOBAL_IMAGE_PIXELS,
+    GLOBAL_TILE_PIXELS,
+    REGION_GLOBAL,
+    config_signature,
+    index,
+    region,
+)
+from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+
+WORD_BITS = 64
+LEN_BITS = 20           # header bits 0..19: payload length in words
+TILE_NO_BITS = 10       # header bits 22..31: tile number mod 1024
+MODE_CODED, MODE_RAW = 0, 1
+TILE_PIXEL_BITS = 16    # tile_pixels < 2^16
+IMAGE_PIXEL_BITS = 32
+RAW_BPP_BITS = 15       # raw bits per pixel <= 1024 channels * 16 bits
+BAD_TILE_BITS = 16
+
+
+def container_word() -> data.StructLayout:
+    """A word of the container as the DRAM reader delivers it; `last` ends the reader's tile."""
+    return data.StructLayout({"data": WORD_BITS, "last": 1})
+
+
+def payload_word() -> data.StructLayout:
+    """A payload word for the VLC decoder: `raw` is the tile's mode, `last` its final word,
+    `empty` marks the single word of a tile without payload bits (its data is zero)."""
+    return data.StructLayout({"data": WORD_BITS, "last": 1, "raw": 1, "empty": 1})
+
+
+def unpacker_status() -> data.StructLayout:
+    return data.StructLayout({
+        "error": 1,
+        "crc": 1,
+        "mode": 1,
+        "length": 1,
+        "tile": 1,
+        "framing": 1,
+        "bad_tiles": BAD_TILE_BITS,     # tiles with any error since the commit (saturating)
+    })
+
+
+_CAUSES = ("crc", "mode", "length", "tile", "framing")
+
+
+class BitUnpacker(wiring.Component):
+    """Container words in, payload words out, header and CRC checked (see the module docstring).
+    """
+
+    def __init__(self):
+        super().__init__({
+            "cfg": In(config_signature()),
+            "i": In(stream.Signature(container_word())),
+            "o": Out(stream.Signature(payload_word())),
+            "status": Out(unpacker_status()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # -- configuration ---------------------------------------------------------------------
+        cfg = self.cfg
+        tile_pixels = Signal(TILE_PIXEL_BITS)
+        image_pixels = Signal(IMAGE_PIXEL_BITS)
+        raw_bpp = Signal(RAW_BPP_BITS)
+        commit = Signal()
+        with m.If(cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL)):
+            with m.Switch(index(cfg.p.addr)):
+                with m.Case(GLOBAL_TILE_PIXELS):
+                    m.d.sync += tile_pixels.eq(cfg.p.data)
+                with m.Case(GLOBAL_IMAGE_PIXELS):
+                    m.d.sync += image_pixels.eq(cfg.p.data)
+                with m.Case(GLOBAL_COMMIT):
+                    m.d.sync += raw_bpp.eq(cfg.p.data)
+                    m.d.comb += commit.eq(1)
+
+        # -- tile geometry: raw size of the tile whose header comes next -----------------------
+        # Computed one clock ahead from the pixels left in the image, so the multiplier is off
+        # the header path; `geom_ok` holds a header for that clock after a tile without payload.
+        image_left = Signal(IMAGE_PIXEL_BITS)
+        npix = Signal(TILE_PIXEL_BITS)
+        m.d.comb += npix.eq(Mux(image_left < tile_pixels, image_left, tile_pixels))
+        max_words = Signal(LEN_BITS + 6)
+        geom_ok = Signal()
+        tile_no = Signal(TILE_NO_BITS)
+        with m.If(~geom_ok):
+            m.d.sync += [
+                max_words.eq((npix * raw_bpp + 63) >> 6),
+                geom_ok.eq(1),
+            ]
+
+        # -- tile state -----------------------------------------------------------------------
+        in_tile = Signal()          # a header was taken; payload words (or the drop) follow
+        dropping = Signal()         # words past `limit`: checked, not passed on
+        count = Signal(LEN_BITS + 1)    # payload words seen in this tile
+        limit = Signal(LEN_BITS)        # payload words passed on
+        length = Signal(LEN_BITS)
+        raw = Signal()
+        low = Signal(32)            # header bits 0..31, the CRC's last four bytes
+        check = Signal(32)
+        crc = Signal(32, init=CRC32_INIT)
+        errs = Signal(len(_CAUSES) - 1)    # this tile's errors other than the CRC
+        finish = Signal()           # the clock after a tile's last word: close the tile
+
+        hdr = self.i.p.data
+        h_len = hdr[0:LEN_BITS]
+        h_mode = hdr[LEN_BITS:LEN_BITS + 2]
+        h_tile = hdr[22:32]
+
+        o_free = ~self.o.valid | self.o.ready
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        take = self.i.valid & self.i.ready
+        m.d.sync += finish.eq(0)
+
+        with m.If(~in_tile):
+            # Header. Its output (a tile without payload words gives an `empty` word) needs
+            # the output register, so it waits for it like a payload word does.
+            m.d.comb += self.i.ready.eq(geom_ok & o_free)
+            h_raw = h_mode == MODE_RAW
+            bad_mode = h_mode[1]
+            bad_len = (h_len > max_words) | (h_raw & (h_len != max_words))
+            h_limit = Mux(h_len > max_words, max_words, h_len)
+            with m.If(take):
+                m.d.sync += [
+                    length.eq(h_len),
+                    limit.eq(h_limit),
+                    raw.eq(h_raw),
+                    low.eq(hdr[0:32]),
+                    check.eq(hdr[32:64]),
+                    count.eq(0),
+                    errs.eq(Cat(bad_mode, bad_len, h_tile != tile_no)),
+                    tile_no.eq(tile_no + 1),
+                    geom_ok.eq(0),
+                ]
+                with m.If(image_left <= npix):
+                    m.d.sync += image_left.eq(image_pixels)
+                with m.Else():
+                    m.d.sync += image_left.eq(image_left - npix)
+                with m.If(self.i.p.last | (h_limit == 0)):
+                    m.d.sync += [
+                        self.o.valid.eq(1),
+                        self.o.p.data.eq(0),
+                        self.o.p.last.eq(1),
+                        self.o.p.raw.eq(h_raw),
+                        self.o.p.empty.eq(1),
+                    ]
+                with m.If(self.i.p.last):
+                    m.d.sync += finish.eq(1)
+                    with m.If(h_len != 0):
+                        m.d.sync += errs[3].eq(1)
+                with m.Else():
+                    m.d.sync += [in_tile.eq(1), dropping.eq(h_limit == 0)]
+        with m.Else():
+            # Payload word: into the CRC; passed on up to `limit`, dropped after.
+            m.d.comb += self.i.ready.eq(dropping | o_free)
+            with m.If(take):
+                m.d.sync += [
+                    crc.eq(crc32_next(crc, hdr)),
+                    count.eq(count + 1),
+                ]
+                with m.If(~dropping):
+                    at_limit = count + 1 == limit
+                    m.d.sync += [
+                        self.o.valid.eq(1),
+                        self.o.p.data.eq(hdr),
+                        self.o.p.last.eq(self.i.p.last | at_limit),
+                        self.o.p.raw.eq(raw),
+                        self.o.p.empty.eq(0),
+                    ]
+                    with m.If(at_limit):
+                        m.d.sync += dropping.eq(1)
+                with m.If(self.i.p.last):
+                    m.d.sync += [in_tile.eq(0), finish.eq(1)]
+                    with m.If(count + 1 != length):
+                        m.d.sync += errs[3].eq(1)
+
+        # -- close the tile: CRC over payload + header bits 0..31, status ----------------------
+        status = self.status
+        crc_bad = (crc32_next(crc, low) ^ CRC32_XOROUT) != check
+        with m.If(finish):
+            m.d.sync += crc.eq(CRC32_INIT)
+            bad = Signal(len(_CAUSES))
+            m.d.comb += bad.eq(Cat(crc_bad, errs))
+            for n, name in enumerate(_CAUSES):
+                with m.If(bad[n]):
+                    m.d.sync += getattr(status, name).eq(1)
+            with m.If(bad.any()):
+                m.d.sync += status.error.eq(1)
+                with m.If(~status.bad_tiles.all()):
+                    m.d.sync += status.bad_tiles.eq(status.bad_tiles + 1)
+
+        # The commit starts a new tensor: tile 0 of image 0, nothing in flight, status clear.
+        with m.If(commit):
+            m.d.sync += [
+                image_left.eq(image_pixels),
+                tile_no.eq(0),
+                geom_ok.eq(0),
+                in_tile.eq(0),
+                dropping.eq(0),
+                finish.eq(0),
+                crc.eq(CRC32_INIT),
+                self.o.valid.eq(0),
+                status.eq(0),
+            ]
+        return m

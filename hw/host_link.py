@@ -1,0 +1,479 @@
+"""Host link: the board side of the framed protocol of fmcodec/protocol.py, around the codec lanes.
+
+Stream contract
+---------------
+- `rx`: bytes from the UART receiver. Always ready: a byte that arrives while the link is busy
+  with a request (running the codec or sending a reply) is dropped, as the host sends one
+  request and then waits for its reply.
+- `tx`: the reply bytes, one frame per request.
+- `cfg`: configuration writes of a CONFIG request, one per clock, after its frame checked good.
+- `enc_i` / `enc_o`: the encoder lane: values in (channel order), `packed_word()` tiles out.
+- `dec_i` / `dec_o`: the decoder lane: `container_word()` words in, values out; `dec_error` is
+  the decoder lane's error flag, sampled while it runs.
+- `error`: high after a request was answered with ERROR, until the next good reply.
+
+Two on-chip buffers, each one simple dual-port memory, hold what a request carries:
+
+- the value buffer (`value_depth` x 16 bits): the values of a TILE request (or the bytes of an
+  ECHO), later overwritten by the decoder's reconstruction;
+- the word buffer (`word_depth` x 66 bits: a word and its `first`/`last` flags): the writes of a
+  CONFIG request, or the encoder's container words.
+
+A TILE request runs in three phases, one after the other, so each lane's cycle count is its own
+and the UART never paces a lane: the encoder takes the values from the value buffer at up to one
+per clock and its words go to the word buffer; then the decoder takes those words and its values
+go back to the value buffer; then the reply is sent from both buffers. A lane that makes no
+progress for `idle_limit` clocks ends its phase with ERROR STALL (the decoder, when it has
+flagged an error, with the TILE reply and the error bit in its status instead). Outside its phase
+a lane's output is taken and dropped, so a confused lane never blocks the next request.
+
+The link itself costs nothing per value on the codec side; its throughput is the UART's.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fmcodec import protocol as P
+from hw.bit_packer import packed_word
+from hw.bit_unpacker import container_word
+from hw.config import config_signature
+
+VALUE_BITS = 16
+
+
+def crc16_next(crc, byte):
+    """CRC-16/CCITT-FALSE after one more byte (most significant bit first), as logic."""
+    for i in reversed(range(8)):
+        feedback = crc[15] ^ byte[i]
+        crc = Cat(Const(0, 1), crc[:15]) ^ Mux(feedback, P.CRC16_POLY, 0)
+    return crc
+
+
+_StoredWord = data.StructLayout({"data": 64, "first": 1, "last": 1})
+
+
+class HostLink(wiring.Component):
+    """Framed requests in on `rx`, replies out on `tx`, the codec lanes in between.
+
+    Parameters: `clk_freq` and `baud` (reported by INFO; `clk_freq` also times out a stalled
+    frame), `dtype` (how values travel on the link), `value_depth` and `word_depth` (buffer
+    sizes), `codec` (False: a link-only build without lanes, which answers TILE with ERROR
+    NO_CODEC), `lanes` and `group` (reported by INFO), `in_shape` / `out_shape` (value shapes of
+    the encoder input and decoder output), `idle_limit` (clocks without lane progress before a
+    phase is abandoned).
+    """
+
+    def __init__(self, *, clk_freq: float, baud: int, dtype: str = "int8",
+                 value_depth: int = 1024, word_depth: int = 256, codec: bool = True,
+                 lanes: int = 1, group: int = 8, in_shape=signed(8), out_shape=signed(8),
+                 idle_limit: int = 1 << 16):
+        if dtype not in P.DTYPES:
+            raise ValueError(f"dtype {dtype!r} not one of {P.DTYPES}")
+        vb = P.value_bytes(dtype)
+        if not 1 <= value_depth or P.TILE_HEADER_BYTES + vb * value_depth > P.MAX_PAYLOAD:
+            raise ValueError(f"value_depth {value_depth} does not fit a frame")
+        if not 1 <= word_depth or P.CONFIG_WRITE_BYTES * word_depth > P.MAX_PAYLOAD:
+            raise ValueError(f"word_depth {word_depth} does not fit a frame")
+        reply = (P.RESULT_HEADER_BYTES + P.WORD_BYTES * word_depth + vb * value_depth)
+        if reply > P.MAX_PAYLOAD:
+            raise ValueError(f"a TILE reply of {reply} bytes would not fit a frame; "
+                             f"reduce value_depth or word_depth")
+        self.clk_freq = int(clk_freq)
+        self.baud = int(baud)
+        self.dtype = dtype
+        self.value_bytes = vb
+        self.value_depth = value_depth
+        self.word_depth = word_depth
+        self.codec = codec
+        self.info = P.Info(version=P.VERSION,
+                           design=P.DESIGN_CODEC if codec else P.DESIGN_LINK,
+                           lanes=lanes if codec else 0, dtype=dtype, value_depth=value_depth,
+                           word_depth=word_depth, clk_hz=self.clk_freq, baud=self.baud,
+                           group=group if codec else 0)
+        self.timeout_cycles = max(16, round(clk_freq * P.FRAME_TIMEOUT_S))
+        self.idle_limit = idle_limit
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "cfg": Out(config_signature()),
+            "enc_i": Out(stream.Signature(in_shape)),
+            "enc_o": In(stream.Signature(packed_word())),
+            "dec_i": Out(stream.Signature(container_word())),
+            "dec_o": In(stream.Signature(out_shape)),
+            "dec_error": In(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        vb = self.value_bytes
+        vdepth, wdepth = self.value_depth, self.word_depth
+
+        m.submodules.vmem = vmem = Memory(shape=VALUE_BITS, depth=vdepth, init=[])
+        m.submodules.wmem = wmem = Memory(shape=_StoredWord, depth=wdepth, init=[])
+        vmem_w, vmem_r = vmem.write_port(), vmem.read_port()
+        wmem_w, wmem_r = wmem.write_port(), wmem.read_port()
+
+        # -- request state ---------------------------------------------------------------------
+        code = Signal(8)
+        length = Signal(16)
+        count = Signal(16)              # payload bytes received
+        err = Signal(8)                 # error found while receiving (0: none)
+        crc = Signal(16)                # running CRC of a received or sent frame
+        crc_lo = Signal(8)
+        tiles = Signal(16)
+        n_values = Signal(range(vdepth + 1))
+        n_words = Signal(range(wdepth + 1))
+        lo_byte = Signal(8)
+        half = Signal()                 # int16 values: low byte held
+        config_word = Signal(64)        # CONFIG: bytes of one write, little endian
+        timeout = Signal(range(self.timeout_cycles + 1))
+
+        # -- codec phases ----------------------------------------------------------------------
+        feed_addr = Signal(range(max(vdepth, wdepth) + 1))
+        feed_valid = Signal()
+        lasts = Signal(16)
+        received = Signal(range(vdepth + 1))
+        idle = Signal(range(self.idle_limit + 1))
+        enc_cycles = Signal(32)
+        dec_cycles = Signal(32)
+        status = Signal(8)
+
+        # -- reply state -----------------------------------------------------------------------
+        reply_code = Signal(8)
+        reply_len = Signal(16)
+        fixed_len = Signal(range(P.INFO_BYTES + 1))
+        reply_words = Signal(range(wdepth + 1))
+        reply_values = Signal(range(vdepth + 1))
+        reply_vb = Signal(range(3))
+        idx = Signal(16)                # byte of the section being sent
+        item = Signal(16)               # word or value of the section being sent
+
+        m.d.comb += self.rx.ready.eq(1)
+        rx_byte = self.rx.payload
+        got = self.rx.valid
+
+        # A lane's output is drained outside its phase (see the module docstring).
+        m.d.comb += [self.enc_o.ready.eq(1), self.dec_o.ready.eq(1)]
+
+        def start_reply(rcode, length_, fixed, words=0, values=0, vbytes=0):
+            m.d.sync += [reply_code.eq(rcode), reply_len.eq(length_), fixed_len.eq(fixed),
+                         reply_words.eq(words), reply_values.eq(values), reply_vb.eq(vbytes),
+                         idx.eq(0), crc.eq(0xFFFF)]
+            m.next = "TX_HEAD"
+
+        def start_error(code_value):
+            m.d.sync += err.eq(code_value)
+            start_reply(P.ERROR, 2, 2)
+
+        # Length rules of each request, checked when the length is complete.
+        new_len = Cat(length[:8], rx_byte)
+        len_ok = Signal()
+        with m.Switch(code):
+            with m.Case(P.INFO):
+                m.d.comb += len_ok.eq(new_len == 0)
+            with m.Case(P.ECHO):
+                m.d.comb += len_ok.eq(new_len <= vdepth)
+            with m.Case(P.CONFIG):
+                m.d.comb += len_ok.eq((new_len[:3] == 0) & (new_len[3:] <= wdepth))
+            with m.Case(P.TILE):
+                limit = P.TILE_HEADER_BYTES + vb * vdepth
+                even = (new_len[0] == 0) if vb == 2 else Const(1)
+                m.d.comb += len_ok.eq((new_len >= P.TILE_HEADER_BYTES) & (new_len <= limit)
+                                      & even)
+
+        # A frame that stalls is abandoned; outside the receive states `timeout` stays 0.
+        receiving = Signal()
+        with m.If(receiving & ~got):
+            m.d.sync += timeout.eq(timeout + 1)
+        with m.Else():
+            m.d.sync += timeout.eq(0)
+
+        def receive():
+            m.d.comb += receiving.eq(1)
+            with m.If(timeout == self.timeout_cycles):
+                start_error(P.ERR_TIMEOUT)
+
+        with m.FSM():
+            # -- receive a request ---------------------------------------------------------
+            with m.State("SYNC"):
+                with m.If(got & (rx_byte == P.SYNC)):
+                    m.d.sync += [crc.eq(0xFFFF), err.eq(0), count.eq(0), half.eq(0),
+                                 n_values.eq(0), n_words.eq(0), tiles.eq(0)]
+                    m.next = "CODE"
+
+            with m.State("CODE"):
+                receive()
+                with m.If(got):
+                    m.d.sync += [code.eq(rx_byte), crc.eq(crc16_next(crc, rx_byte))]
+                    m.next = "LEN0"
+
+            with m.State("LEN0"):
+                receive()
+                with m.If(got):
+                    m.d.sync += [length[:8].eq(rx_byte), crc.eq(crc16_next(crc, rx_byte))]
+                    m.next = "LEN1"
+
+            with m.State("LEN1"):
+                receive()
+                with m.If(got):
+                    m.d.sync += [length.eq(new_len), crc.eq(crc16_next(crc, rx_byte))]
+                    known = Cat(*(code == c for c in P.REQUESTS)).any()
+                    with m.If(~known):
+                        m.d.sync += err.eq(P.ERR_COMMAND)
+                    with m.Elif(~len_ok):
+                        m.d.sync += err.eq(P.ERR_LENGTH)
+                    if not self.codec:
+                        with m.Elif(code == P.TILE):
+                            m.d.sync += err.eq(P.ERR_NO_CODEC)
+                    with m.If(new_len == 0):
+                        m.next = "CRC0"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+
+            with m.State("PAYLOAD"):
+                receive()
+                with m.If(got):
+                    m.d.sync += [count.eq(count + 1), crc.eq(crc16_next(crc, rx_byte))]
+                    with m.If(count + 1 == length):
+                        m.next = "CRC0"
+                    with m.If(err == 0):
+                        self._store(m, code, count, rx_byte, vmem_w, wmem_w, n_values, n_words,
+                                    tiles, lo_byte, half, config_word)
+
+            with m.State("CRC0"):
+                receive()
+                with m.If(got):
+                    m.d.sync += crc_lo.eq(rx_byte)
+                    m.next = "CRC1"
+
+            with m.State("CRC1"):
+                receive()
+                with m.If(got):
+                    with m.If(Cat(crc_lo, rx_byte) != crc):
+                        start_error(P.ERR_CHECKSUM)
+                    with m.Elif(err != 0):
+                        start_error(err)
+                    with m.Else():
+                        m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), lasts.eq(0),
+                                     received.eq(0), idle.eq(0), enc_cycles.eq(0),
+                                     dec_cycles.eq(0), status.eq(0)]
+                        with m.Switch(code):
+                            with m.Case(P.INFO):
+                                start_reply(P.INFO | P.REPLY, P.INFO_BYTES, P.INFO_BYTES)
+                            with m.Case(P.ECHO):
+                                start_reply(P.ECHO | P.REPLY, length, 0, values=count,
+                                            vbytes=1)
+                            with m.Case(P.CONFIG):
+                                m.next = "CONFIG"
+                            with m.Case(P.TILE):
+                                m.d.sync += n_words.eq(0)
+                                m.next = "ENCODE"
+
+            # -- act on it -----------------------------------------------------------------
+            with m.State("CONFIG"):
+                # One write per clock: the read issued in one clock is on `cfg` in the next.
+                m.d.comb += [wmem_r.addr.eq(feed_addr), wmem_r.en.eq(1),
+                             self.cfg.valid.eq(feed_valid),
+                             self.cfg.payload.addr.eq(wmem_r.data.data[:20]),
+                             self.cfg.payload.data.eq(wmem_r.data.data[32:64])]
+                m.d.sync += [feed_valid.eq(feed_addr < n_words),
+                             feed_addr.eq(feed_addr + (feed_addr < n_words))]
+                with m.If((feed_addr == n_words) & ~feed_valid):
+                    start_reply(P.CONFIG | P.REPLY, 2, 2)
+
+            with m.State("ENCODE"):
+                m.d.sync += enc_cycles.eq(enc_cycles + 1)
+                progress = self._feed(m, vmem_r, self.enc_i, feed_addr, feed_valid, n_values,
+                                      lambda d: d)
+                with m.If(self.enc_o.valid):
+                    m.d.comb += progress.eq(1)
+                    with m.If(n_words < wdepth):
+                        m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.en.eq(1),
+                                     wmem_w.data.data.eq(self.enc_o.payload.data),
+                                     wmem_w.data.first.eq(self.enc_o.payload.first),
+                                     wmem_w.data.last.eq(self.enc_o.payload.last)]
+                        m.d.sync += n_words.eq(n_words + 1)
+                    with m.Else():
+                        m.d.sync += status.eq(status | P.STATUS_WORD_OVERFLOW)
+                    with m.If(self.enc_o.payload.last):
+                        m.d.sync += lasts.eq(lasts + 1)
+                self._watch(m, progress, idle)
+                with m.If((feed_addr == n_values) & ~feed_valid & (lasts == tiles)):
+                    m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), idle.eq(0)]
+                    m.next = "DECODE"
+                with m.Elif(idle == self.idle_limit):
+                    start_error(P.ERR_STALL)
+
+            with m.State("DECODE"):
+                m.d.sync += dec_cycles.eq(dec_cycles + 1)
+                progress = self._feed(m, wmem_r, self.dec_i, feed_addr, feed_valid, n_words,
+                                      lambda d: Cat(d.data, d.last))
+                with m.If(self.dec_error):
+                    m.d.sync += status.eq(status | P.STATUS_DECODE_ERROR)
+                with m.If(self.dec_o.valid):
+                    m.d.comb += progress.eq(1)
+                    with m.If(received < n_values):
+                        m.d.comb += [vmem_w.addr.eq(received), vmem_w.en.eq(1),
+                                     vmem_w.data.eq(self.dec_o.payload)]
+                        m.d.sync += received.eq(received + 1)
+                self._watch(m, progress, idle)
+                all_fed = (feed_addr == n_words) & ~feed_valid
+                tile_len = (P.RESULT_HEADER_BYTES + (n_words << 3)
+                            + (n_values << (vb - 1)))
+                with m.If((all_fed & (received == n_values))
+                          | ((idle == self.idle_limit) & status[0])):
+                    start_reply(P.TILE | P.REPLY, tile_len, P.RESULT_HEADER_BYTES,
+                                words=n_words, values=n_values, vbytes=vb)
+                with m.Elif(idle == self.idle_limit):
+                    start_error(P.ERR_STALL)
+
+            # -- send the reply ------------------------------------------------------------
+            tx_byte = self.tx.payload
+            sent = self.tx.valid & self.tx.ready
+
+            with m.State("TX_HEAD"):
+                m.d.comb += self.tx.valid.eq(1)
+                with m.Switch(idx):
+                    with m.Case(0):
+                        m.d.comb += tx_byte.eq(P.SYNC)
+                    with m.Case(1):
+                        m.d.comb += tx_byte.eq(reply_code)
+                    with m.Case(2):
+                        m.d.comb += tx_byte.eq(reply_len[:8])
+                    with m.Case(3):
+                        m.d.comb += tx_byte.eq(reply_len[8:])
+                with m.If(sent):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx != 0):
+                        m.d.sync += crc.eq(crc16_next(crc, tx_byte))
+                    with m.If(idx == 3):
+                        m.d.sync += [idx.eq(0), item.eq(0)]
+                        m.next = "TX_FIXED"
+
+            with m.State("TX_FIXED"):
+                fixed = self._fixed_bytes(reply_code, status, n_words, enc_cycles, dec_cycles,
+                                          count, err, code)
+                m.d.comb += [self.tx.valid.eq(idx < fixed_len), tx_byte.eq(fixed[idx[:5]])]
+                with m.If(sent):
+                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc16_next(crc, tx_byte))]
+                with m.If(idx >= fixed_len):
+                    m.d.sync += [idx.eq(0), item.eq(0)]
+                    m.next = "TX_WORD_READ"
+
+            # Words and values: read one (a clock), then send its bytes, least significant first.
+            with m.State("TX_WORD_READ"):
+                m.d.comb += [wmem_r.addr.eq(item), wmem_r.en.eq(1)]
+                with m.If(item < reply_words):
+                    m.next = "TX_WORD"
+                with m.Else():
+                    m.d.sync += [idx.eq(0), item.eq(0)]
+                    m.next = "TX_VALUE_READ"
+
+            with m.State("TX_WORD"):
+                m.d.comb += [self.tx.valid.eq(1),
+                             tx_byte.eq(wmem_r.data.data.word_select(idx[:3], 8))]
+                with m.If(sent):
+                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc16_next(crc, tx_byte))]
+                    with m.If(idx == 7):
+                        m.d.sync += [idx.eq(0), item.eq(item + 1)]
+                        m.next = "TX_WORD_READ"
+
+            with m.State("TX_VALUE_READ"):
+                m.d.comb += [vmem_r.addr.eq(item), vmem_r.en.eq(1)]
+                with m.If(item < reply_values):
+                    m.next = "TX_VALUE"
+                with m.Else():
+                    m.d.sync += idx.eq(0)
+                    m.next = "TX_CRC"
+
+            with m.State("TX_VALUE"):
+                m.d.comb += [self.tx.valid.eq(1),
+                             tx_byte.eq(vmem_r.data.word_select(idx[:1], 8))]
+                with m.If(sent):
+                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc16_next(crc, tx_byte))]
+                    with m.If(idx + 1 == reply_vb):
+                        m.d.sync += [idx.eq(0), item.eq(item + 1)]
+                        m.next = "TX_VALUE_READ"
+
+            with m.State("TX_CRC"):
+                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(crc.word_select(idx[:1], 8))]
+                with m.If(sent):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == 1):
+                        m.d.sync += self.error.eq(reply_code == P.ERROR)
+                        m.next = "SYNC"
+
+        return m
+
+    def _store(self, m, code, count, byte, vmem_w, wmem_w, n_values, n_words, tiles, lo_byte,
+               half, config_word):
+        """Put one payload byte where its request keeps it."""
+        with m.Switch(code):
+            with m.Case(P.ECHO):
+                m.d.comb += [vmem_w.addr.eq(count), vmem_w.data.eq(byte), vmem_w.en.eq(1)]
+            with m.Case(P.CONFIG):
+                word = Cat(config_word[8:], byte)
+                m.d.sync += config_word.eq(word)
+                with m.If(count[:3] == 7):
+                    m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.data.data.eq(word),
+                                 wmem_w.en.eq(1)]
+                    m.d.sync += n_words.eq(n_words + 1)
+            with m.Case(P.TILE):
+                with m.If(count == 0):
+                    m.d.sync += tiles[:8].eq(byte)
+                with m.Elif(count == 1):
+                    m.d.sync += tiles[8:].eq(byte)
+                with m.Else():
+                    if self.value_bytes == 2:
+                        m.d.sync += [lo_byte.eq(byte), half.eq(~half)]
+                        with m.If(half):
+                            m.d.comb += [vmem_w.addr.eq(n_values),
+                                         vmem_w.data.eq(Cat(lo_byte, byte)), vmem_w.en.eq(1)]
+                            m.d.sync += n_values.eq(n_values + 1)
+                    else:
+                        value = byte.as_signed() if self.dtype == "int8" else byte
+                        m.d.comb += [vmem_w.addr.eq(n_values), vmem_w.data.eq(value),
+                                     vmem_w.en.eq(1)]
+                        m.d.sync += n_values.eq(n_values + 1)
+
+    def _feed(self, m, rport, out, addr, valid, n, payload):
+        """Stream entries 0..n-1 of a memory to `out`; the read port's data is the payload
+        register (read enable = `~valid | ready`, so it holds while `out` is stalled)."""
+        take = Signal()
+        progress = Signal()
+        m.d.comb += [take.eq(~valid | out.ready), rport.addr.eq(addr), rport.en.eq(take),
+                     out.valid.eq(valid), out.payload.eq(payload(rport.data)),
+                     progress.eq(valid & out.ready)]
+        with m.If(take):
+            m.d.sync += [valid.eq(addr < n), addr.eq(addr + (addr < n))]
+        return progress
+
+    def _watch(self, m, progress, idle):
+        with m.If(progress):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != self.idle_limit):
+            m.d.sync += idle.eq(idle + 1)
+
+    def _fixed_bytes(self, reply_code, status, n_words, enc_cycles, dec_cycles, count, err,
+                     code):
+        """The fixed part of each reply's payload: an Array of bytes indexed by byte number."""
+        tile = Cat(status, n_words, Const(0, 16 - len(n_words)), enc_cycles, dec_cycles)
+        writes = count >> 3
+        cases = {
+            P.INFO | P.REPLY: [Const(b, 8) for b in self.info.pack()],
+            P.CONFIG | P.REPLY: [writes[:8], writes[8:16]],
+            P.TILE | P.REPLY: [tile[8 * i:8 * i + 8] for i in range(P.RESULT_HEADER_BYTES)],
+            P.ERROR: [err, code],
+        }
+        size = max(len(v) for v in cases.values())
+        fixed = []
+        for i in range(size):
+            byte = Const(0, 8)
+            for rcode, values in cases.items():
+                if i < len(values):
+                    byte = Mux(reply_code == rcode, values[i], byte)
+            fixed.append(byte)
+        return Array(fixed)

@@ -1,0 +1,539 @@
+"""VLC decoder: tile payload words in, quantized values out, one value per clock (twin of
+golden/vlc_decoder.py; docs/FORMAT.md "Variable-length code" and "Tiles" are the definition).
+
+Stream contract
+---------------
+- `i`: `payload_word()` (hw/bit_unpacker.py): per tile its payload words, `raw` = the tile's mode
+  on every word, `last` on the tile's final word; a tile without payload bits is one word with
+  `empty` set. Stream bit `b` of a tile is bit `b % 64` of its word `b // 64`.
+- `o`: `framed(q_width)` (hw/framing.py), one per component of every pixel, `comp` = 0..C-1,
+  `tile_last` on the last value of each tile. The decoder counts components, pixels in the tile
+  and pixels in the image itself (C, tile_pixels, image_pixels: global 0, 3, 8), so it knows the
+  short last tile of each image; the commit (global 7) restarts the counters, clears `status`
+  and flushes everything in flight.
+- `cfg`: class map (region 2), class mode/zflag/bits/k/esc (region 3), the ESC code of each
+  Huffman class (region 4, symbol 63), Huffman decoder tables (regions 5 and 6).
+- `status`: sticky error bits since the commit: `overrun` (a token ran past the tile's payload),
+  `leftover` (the tile's values ended with a whole payload word unused), `code` (no Huffman
+  code matched, or a Rice/Huffman value outside its class's `bits`). `error` is their OR.
+
+Whatever the words hold, every tile yields exactly its pixel count x C values, in order, then
+the decoder skips the tile's remaining words (up to its `last` word). After an error the
+tile's values are garbage (bits past the payload read as zero), never more of them, and the
+next tile starts clean at its first word; so a tile costs at most (values + its words + 2)
+clocks with an always-ready sink: the decoder never hangs on bad data.
+
+Throughput one value per clock sustained, tile boundaries included (a tile's first word is
+loaded in the clock that decodes the previous tile's last value), as long as words arrive; any
+token (at most 33 bits) is decoded in one clock. Latency: first word taken to first value out
+4 clocks.
+
+Pipeline
+--------
+S0 component counters -> A class map read -> C token length (the loop) -> D field extract and
+Huffman symbol read -> E value -> output register.
+
+The loop is C: the length of the token at the head of the bit buffer decides where the next
+token starts, so one clock must get from the buffer register through the length decode and the
+shifter back to the buffer. What is kept out of it:
+- everything about the component known before its bits are seen: the class and its parameters
+  come from stage A, a clock ahead, with the static parts of the length already summed
+  (`k + 1 + flag`, `esc + bits + flag`, `esc_len + bits + flag`, `bits + flag`), so the loop
+  adds at most one data-dependent number to one of them;
+- the Huffman length: 16 comparisons of the first l bits (MSB-first) against
+  `limit[l] = first[l] + count[l]`, precomputed per class when the tables are written (the
+  canonical-code invariant: when no shorter length matched, the l-bit prefix is >= first[l], so
+  `prefix < limit[l]` alone is the match), then the lowest matching l; the ESC code is found by
+  comparing with the class's ESC code word directly (captured from region 4), not through the
+  symbol table;
+- Rice: the first zero bit, isolated with a carry chain (`~x & (x + 1)`) and encoded;
+- the symbol table read, the field extraction, sign extension and un-zigzag: stages D and E,
+  from the registered window;
+- the refill: a payload word is ORed into the buffer at the (registered) fill level in parallel
+  with the length decode, and the combined buffer is shifted once.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.bit_unpacker import WORD_BITS, payload_word
+from hw.config import (
+    CLASS_BITS,
+    CLASS_K_ESC,
+    CLASS_MODE,
+    CLASS_ZFLAG,
+    GLOBAL_CHANNELS,
+    GLOBAL_COMMIT,
+    GLOBAL_IMAGE_PIXELS,
+    GLOBAL_TILE_PIXELS,
+    MODE_DROP,
+    MODE_HUFFMAN,
+    MODE_RAW,
+    MODE_RICE,
+    REGION_CLASS,
+    REGION_CLASSMAP,
+    REGION_GLOBAL,
+    REGION_HUFF_DEC,
+    REGION_HUFF_ENC,
+    REGION_HUFF_SYM,
+    config_signature,
+    index,
+    region,
+)
+from hw.framing import COMP_BITS, framed
+
+MAX_BITS = 16           # largest class `bits`
+MAX_TOKEN = 33          # flag + 16-bit ESC code + 16 bits, or flag + esc + bits <= 32
+HUFF_MAX_LEN = 16
+HUFF_SYMBOLS = 64
+TILE_PIXEL_BITS = 16
+IMAGE_PIXEL_BITS = 32
+# Bit buffer: refilled (one word) whenever fewer than REFILL_BELOW bits are in it, so after a
+# token it still holds a whole token: REFILL_BELOW - 1 + 64 - MAX_TOKEN >= MAX_TOKEN.
+REFILL_BELOW = 2 * MAX_TOKEN
+BUF_BITS = REFILL_BELOW - 1 + WORD_BITS
+
+# What stages D and E make of a token.
+KIND_ZERO, KIND_SEXT, KIND_RICE, KIND_HUFF = range(4)
+
+
+def decoder_status() -> data.StructLayout:
+    return data.StructLayout({"error": 1, "overrun": 1, "leftover": 1, "code": 1})
+
+
+def _ones(n, width):
+    """`(1 << n) - 1` as a `width`-bit value, for 0 <= n <= width."""
+    return ~(Const((1 << width) - 1, width) << n)[:width]
+
+
+def _encode(onehot, values, width):
+    """`values[i]` for the set bit i of a one-hot (0 when none): an OR tree, no priority."""
+    out = Const(0, width)
+    for i, v in enumerate(values):
+        out = out | Mux(onehot[i], v, 0)
+    return out
+
+
+class VlcDecoder(wiring.Component):
+    """Payload words in, framed q values out (see the module docstring).
+
+    Parameters: `q_width` (width of the decoded values, at most 16; a class's `bits` must not
+    exceed it), `max_channels` (largest C; sizes the class map), `max_classes` (classes the
+    parameter registers and Huffman tables hold; profiles have at most 16).
+    """
+
+    def __init__(self, q_width: int = MAX_BITS, max_channels: int = 1 << COMP_BITS,
+                 max_classes: int = 16):
+        if not 1 <= q_width <= MAX_BITS:
+            raise ValueError(f"q_width must be in 1..{MAX_BITS}")
+        if not 1 <= max_channels <= 1 << COMP_BITS:
+            raise ValueError(f"max_channels must be in 1..{1 << COMP_BITS}")
+        if not 1 <= max_classes <= 16:
+            raise ValueError("max_classes must be in 1..16")
+        self.q_width = q_width
+        self.max_channels = max_channels
+        self.max_classes = max_classes
+        super().__init__({
+            "cfg": In(config_signature()),
+            "i": In(stream.Signature(payload_word())),
+            "o": Out(stream.Signature(framed(q_width))),
+            "status": Out(decoder_status()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ncls = self.max_classes
+        cls_bits = max(1, (ncls - 1).bit_length())
+
+        # -- configuration ---------------------------------------------------------------------
+        cfg = self.cfg
+        cfg_region, cfg_index, cfg_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
+
+        channels = Signal(COMP_BITS + 1)
+        tile_pixels = Signal(TILE_PIXEL_BITS)
+        image_pixels = Signal(IMAGE_PIXEL_BITS)
+        commit = Signal()
+
+        mode = Array(Signal(2, name=f"mode{c}") for c in range(ncls))
+        zflag = Array(Signal(name=f"zflag{c}") for c in range(ncls))
+        bits = Array(Signal(range(MAX_BITS + 1), name=f"bits{c}") for c in range(ncls))
+        rice_k = Array(Signal(4, name=f"k{c}") for c in range(ncls))
+        rice_esc = Array(Signal(5, name=f"esc{c}") for c in range(ncls))
+        esc_code = Array(Signal(HUFF_MAX_LEN, name=f"esc_code{c}") for c in range(ncls))
+        esc_len = Array(Signal(5, name=f"esc_len{c}") for c in range(ncls))
+
+        m.submodules.classmap = classmap = Memory(shape=cls_bits, depth=self.max_channels,
+                                                  init=[])
+        cm_wr = classmap.write_port()
+        cm_rd = classmap.read_port()
+
+        # Per code length l, per class: limit[l] = first[l] + count[l] (l + 1 bits) for the
+        # length decode, off[l] = base[l] - first[l] mod 64 for the symbol index. One memory per
+        # length, so a class's whole table is read in one clock.
+        lim_mems = []
+        for ln in range(1, HUFF_MAX_LEN + 1):
+            mem = Memory(shape=data.StructLayout({"limit": ln + 1, "off": 6}), depth=ncls,
+                         init=[])
+            m.submodules[f"huff_limit{ln}"] = mem
+            lim_mems.append((mem.write_port(), mem.read_port()))
+
+        m.submodules.symbols = symbols = Memory(shape=6, depth=ncls * HUFF_SYMBOLS, init=[])
+        sym_wr = symbols.write_port()
+        sym_rd = symbols.read_port()
+
+        first_l = cfg_data[0:16]
+        count_l = cfg_data[16:24]
+        base_l = cfg_data[24:32]
+        with m.If(cfg.valid):
+            with m.Switch(cfg_region):
+                with m.Case(REGION_CLASSMAP):
+                    m.d.comb += [
+                        cm_wr.addr.eq(cfg_index),
+                        cm_wr.data.eq(cfg_data),
+                        cm_wr.en.eq(cfg_index < self.max_channels),
+                    ]
+                with m.Case(REGION_CLASS):
+                    cidx = cfg_index[3:]
+                    for c in range(ncls):
+                        with m.If(cidx == c):
+                            with m.Switch(cfg_index[:3]):
+                                with m.Case(CLASS_MODE):
+                                    m.d.sync += mode[c].eq(cfg_data)
+                                with m.Case(CLASS_ZFLAG):
+                                    m.d.sync += zflag[c].eq(cfg_data)
+                                with m.Case(CLASS_BITS):
+                                    m.d.sync += bits[c].eq(cfg_data)
+                                with m.Case(CLASS_K_ESC):
+                                    m.d.sync += [
+                                        rice_k[c].eq(cfg_data[0:8]),
+                                        rice_esc[c].eq(cfg_data[8:16]),
+                                    ]
+                with m.Case(REGION_HUFF_ENC):
+                    # Only the ESC code word is needed: the decoder spots ESC by its code.
+                    for c in range(ncls):
+                        with m.If(cfg_index == c * HUFF_SYMBOLS + HUFF_SYMBOLS - 1):
+                            m.d.sync += [
+                                esc_code[c].eq(cfg_data[0:16]),
+                                esc_len[c].eq(cfg_data[16:21]),
+                            ]
+                with m.Case(REGION_HUFF_DEC):
+                    for ln, (wr, _) in enumerate(lim_mems, start=1):
+                        m.d.comb += [
+                            wr.addr.eq(cfg_index[4:]),
+                            wr.data.limit.eq(first_l + count_l),
+                            wr.data.off.eq(base_l - first_l),
+                            wr.en.eq((cfg_index[:4] == ln - 1) & (cfg_index[4:] < ncls)),
+                        ]
+                with m.Case(REGION_HUFF_SYM):
+                    m.d.comb += [
+                        sym_wr.addr.eq(cfg_index),
+                        sym_wr.data.eq(cfg_data),
+                        sym_wr.en.eq(cfg_index < ncls * HUFF_SYMBOLS),
+                    ]
+                with m.Case(REGION_GLOBAL):
+                    with m.Switch(cfg_index):
+                        with m.Case(GLOBAL_CHANNELS):
+                            m.d.sync += channels.eq(cfg_data)
+                        with m.Case(GLOBAL_TILE_PIXELS):
+                            m.d.sync += tile_pixels.eq(cfg_data)
+                        with m.Case(GLOBAL_IMAGE_PIXELS):
+                            m.d.sync += image_pixels.eq(cfg_data)
+                        with m.Case(GLOBAL_COMMIT):
+                            m.d.comb += commit.eq(1)
+        configured = Signal()
+        with m.If(commit):
+            m.d.sync += configured.eq(1)
+
+        # -- back end: D (field, symbol read) -> E (value) -> output register ----------------
+        o_free = ~self.o.valid | self.o.ready
+        e_valid = Signal()
+        e_free = ~e_valid | o_free
+        d_valid = Signal()
+        d_free = ~d_valid | e_free
+
+        # -- S0: component counters ----------------------------------------------------------
+        comp = Signal(COMP_BITS)
+        tile_pix = Signal(TILE_PIXEL_BITS)
+        image_pix = Signal(IMAGE_PIXEL_BITS)
+        pixel_last = comp == channels - 1
+        s0_tile_last = pixel_last & ((tile_pix == tile_pixels - 1) |
+                                     (image_pix == image_pixels - 1))
+
+        a_valid = Signal()
+        a_comp = Signal(COMP_BITS)
+        a_tile_last = Signal()
+        c_valid = Signal()
+        fire = Signal()                # stage C decodes its token this clock
+        c_free = ~c_valid | fire
+        a_move = a_valid & c_free
+        a_free = ~a_valid | c_free
+        s0_move = configured & a_free
+
+        m.d.comb += [cm_rd.addr.eq(comp), cm_rd.en.eq(s0_move)]
+        with m.If(a_free):
+            m.d.sync += a_valid.eq(s0_move)
+        with m.If(s0_move):
+            m.d.sync += [a_comp.eq(comp), a_tile_last.eq(s0_tile_last), comp.eq(comp + 1)]
+            with m.If(pixel_last):
+                m.d.sync += [comp.eq(0), tile_pix.eq(tile_pix + 1), image_pix.eq(image_pix + 1)]
+                with m.If(s0_tile_last):
+                    m.d.sync += tile_pix.eq(0)
+                with m.If(image_pix == image_pixels - 1):
+                    m.d.sync += image_pix.eq(0)
+
+        # -- A: the class is known; parameters and Huffman limits for stage C -----------------
+        a_cls = cm_rd.data
+        seen = Signal(ncls)            # classes met so far in the pixel: the first carries the flag
+        seen_before = Mux(a_comp == 0, 0, seen)
+        a_first = ~seen_before.bit_select(a_cls, 1)
+        with m.If(a_move):
+            m.d.sync += seen.eq(seen_before | (1 << a_cls))
+        for _, rd in lim_mems:
+            m.d.comb += [rd.addr.eq(a_cls), rd.en.eq(a_move)]
+
+        ctrl = data.StructLayout({
+            "comp": COMP_BITS,
+            "tile_last": 1,
+            "cls": cls_bits,
+            "mode": 2,
+            "zflag": 1,        # class has zero flags (in a coded tile)
+            "has_flag": 1,     # this component carries the class's flag (coded tile)
+            "bits": 5,         # raw width (and the raw tile's token length)
+            "k": 4,
+            "esc": 5,          # Rice: ones that mean escape
+            "esc_len": 5,      # Huffman: length of the ESC code word
+            "esc_code": HUFF_MAX_LEN,
+            # Static parts of the coded token length, flag bit included.
+            "n_bits": 6,       # raw: flag + bits
+            "n_kk": 6,         # Rice: flag + 1 + k (plus the ones)
+            "n_resc": 6,       # Rice escape: flag + esc + bits
+            "n_hesc": 6,       # Huffman ESC: flag + esc_len + bits
+        })
+        c = Signal(ctrl)
+        a_mode = mode[a_cls]
+        a_bits = bits[a_cls]
+        a_hf = a_first & zflag[a_cls] & (a_mode != MODE_DROP)
+        with m.If(c_free):
+            m.d.sync += c_valid.eq(a_valid)
+        with m.If(a_move):
+            m.d.sync += [
+                c.comp.eq(a_comp),
+                c.tile_last.eq(a_tile_last),
+                c.cls.eq(a_cls),
+                c.mode.eq(a_mode),
+                c.zflag.eq(zflag[a_cls] & (a_mode != MODE_DROP)),
+                c.has_flag.eq(a_hf),
+                c.bits.eq(a_bits),
+                c.k.eq(rice_k[a_cls]),
+                c.esc.eq(rice_esc[a_cls]),
+                c.esc_len.eq(esc_len[a_cls]),
+                c.esc_code.eq(esc_code[a_cls]),
+                c.n_bits.eq(a_bits + a_hf),
+                c.n_kk.eq(rice_k[a_cls] + 1 + a_hf),
+                c.n_resc.eq(rice_esc[a_cls] + a_bits + a_hf),
+                c.n_hesc.eq(esc_len[a_cls] + a_bits + a_hf),
+            ]
+
+        # -- C: the bit buffer and the token length (the loop) --------------------------------
+        buf = Signal(BUF_BITS)
+        level = Signal(range(BUF_BITS + 1))    # valid bits in buf; bits at and above are zero
+        tile_loaded = Signal()         # buf holds the current tile (its first word is in)
+        last_loaded = Signal()         # ... and its last word too
+        tile_raw = Signal()
+        draining = Signal()            # skipping a finished tile's unused words up to `last`
+        zero = Signal(ncls)            # per class: its flag in this pixel was 0
+
+        coded = ~tile_raw
+        w = buf[:MAX_TOKEN + 1]
+        flag_here = coded & c.has_flag
+        fbit = w[0]
+        x = Signal(MAX_TOKEN)          # the token proper, after the flag bit if there is one
+        m.d.comb += x.eq(Mux(flag_here, w[1:], w[:MAX_TOKEN]))
+        skip = coded & c.zflag & ~c.has_flag & zero.bit_select(c.cls, 1)
+
+        # Rice: t = leading ones (stream order) up to 16, from the first zero bit.
+        x16 = x[:16]
+        first_zero = Signal(17)
+        x17 = Cat(x16, Const(0, 1))
+        m.d.comb += first_zero.eq(~x17 & (x17 + 1))
+        t = Signal(5)
+        m.d.comb += t.eq(_encode(first_zero, range(17), 5))
+        rice_esc_hit = (x16 | ~_ones(c.esc, 16)).all()
+
+        # Huffman: the lowest length l whose l-bit prefix, first bit most significant, is below
+        # limit[l]; ESC by its own code word.
+        match = Signal(HUFF_MAX_LEN)
+        for ln, (_, rd) in enumerate(lim_mems, start=1):
+            prefix = Cat(*(x[ln - 1 - j] for j in range(ln)))
+            m.d.comb += match[ln - 1].eq(prefix < rd.data.limit)
+        lowest = Signal(HUFF_MAX_LEN)
+        m.d.comb += lowest.eq(match & (~match + 1))
+        hlen = Signal(5)
+        m.d.comb += hlen.eq(_encode(lowest, range(1, HUFF_MAX_LEN + 1), 5))
+        hoff = Signal(6)
+        m.d.comb += hoff.eq(_encode(lowest, [rd.data.off for _, rd in lim_mems], 6))
+        huff_esc_hit = (c.esc_len != 0) & ((x16 & _ones(c.esc_len, 16)) == c.esc_code)
+
+        n = Signal(6)                  # bits of this component, flag included
+        kind = Signal(2)
+        fpos = Signal(6)               # where stage D finds the field, in x
+        bad_code = Signal()
+        with m.If(tile_raw):
+            with m.If(c.mode == MODE_DROP):
+                m.d.comb += [n.eq(0), kind.eq(KIND_ZERO)]
+            with m.Else():
+                m.d.comb += [n.eq(c.bits), kind.eq(KIND_SEXT), fpos.eq(0)]
+        with m.Elif((c.mode == MODE_DROP) | skip):
+            m.d.comb += [n.eq(0), kind.eq(KIND_ZERO)]
+        with m.Elif(flag_here & ~fbit):
+            m.d.comb += [n.eq(1), kind.eq(KIND_ZERO)]
+        with m.Elif(c.mode == MODE_RAW):
+            m.d.comb += [n.eq(c.n_bits), kind.eq(KIND_SEXT), fpos.eq(0)]
+        with m.Elif(c.mode == MODE_RICE):
+            with m.If(rice_esc_hit):
+                m.d.comb += [n.eq(c.n_resc), kind.eq(KIND_SEXT), fpos.eq(c.esc)]
+            with m.Else():
+                m.d.comb += [n.eq(t + c.n_kk), kind.eq(KIND_RICE), fpos.eq(t + 1)]
+        with m.Else():
+            with m.If(huff_esc_hit):
+                m.d.comb += [n.eq(c.n_hesc), kind.eq(KIND_SEXT), fpos.eq(c.esc_len)]
+            with m.Else():
+                m.d.comb += [n.eq(hlen + flag_here), kind.eq(KIND_HUFF),
+                             bad_code.eq(~match.any())]
+
+        # Words in: the first word of a tile replaces the buffer; later ones are ORed in at the
+        # fill level. A finished tile's unused words are skipped up to its `last`.
+        bits_ok = tile_loaded & ((level >= MAX_TOKEN) | last_loaded)
+        m.d.comb += fire.eq(c_valid & bits_ok & d_free)
+        end_tile = fire & c.tile_last
+        word = self.i.p
+        new_tile = Signal()            # take the next tile's first word
+        append = Signal()
+        drop = Signal()
+        with m.If(draining):
+            m.d.comb += drop.eq(1)
+        with m.Elif(~tile_loaded):
+            m.d.comb += new_tile.eq(1)
+        with m.Elif(end_tile):
+            m.d.comb += [new_tile.eq(last_loaded), drop.eq(~last_loaded)]
+        with m.Else():
+            m.d.comb += append.eq(~last_loaded & (level < REFILL_BELOW))
+        m.d.comb += self.i.ready.eq(new_tile | append | drop)
+        take = self.i.valid & self.i.ready
+
+        merged = buf | Mux(take & append, word.data << level[:7], 0)[:BUF_BITS]
+        shifted = (merged >> Mux(fire, n, 0))[:BUF_BITS]
+        fill = level + Mux(take & append, WORD_BITS, 0)
+        left = fill - n
+        m.d.sync += [buf.eq(shifted), level.eq(Mux(fire, Mux(fill < n, 0, left), fill))]
+        with m.If(take & append):
+            m.d.sync += last_loaded.eq(word.last)
+
+        status = self.status
+        with m.If(fire):
+            with m.If(flag_here):
+                m.d.sync += zero.bit_select(c.cls, 1).eq(~fbit)
+            with m.If(last_loaded & (fill < n)):
+                m.d.sync += [status.overrun.eq(1), status.error.eq(1)]
+            with m.If(bad_code):
+                m.d.sync += [status.code.eq(1), status.error.eq(1)]
+        with m.If(end_tile):
+            m.d.sync += [buf.eq(0), level.eq(0), tile_loaded.eq(0), last_loaded.eq(0)]
+            # A whole word not needed by the code: not loaded yet, or still in the buffer.
+            with m.If(~last_loaded | ((fill >= n) & (left >= WORD_BITS))):
+                m.d.sync += [status.leftover.eq(1), status.error.eq(1)]
+        with m.If(take & new_tile):
+            m.d.sync += [
+                buf.eq(Mux(word.empty, 0, word.data)),
+                level.eq(Mux(word.empty, 0, WORD_BITS)),
+                tile_loaded.eq(1),
+                last_loaded.eq(word.last),
+                tile_raw.eq(word.raw),
+            ]
+        with m.If(drop):
+            m.d.sync += draining.eq(~(take & word.last))
+
+        # -- D: the field at fpos, the Huffman symbol index -----------------------------------
+        d = Signal(data.StructLayout({
+            "comp": COMP_BITS, "tile_last": 1, "cls": cls_bits, "kind": 2, "x": MAX_TOKEN,
+            "fpos": 6, "bits": 5, "k": 4, "t": 5, "hlen": 5, "hoff": 6,
+        }))
+        with m.If(d_free):
+            m.d.sync += d_valid.eq(fire)
+        with m.If(fire):
+            m.d.sync += [
+                d.comp.eq(c.comp), d.tile_last.eq(c.tile_last), d.cls.eq(c.cls),
+                d.kind.eq(kind), d.x.eq(x), d.fpos.eq(fpos), d.bits.eq(c.bits), d.k.eq(c.k),
+                d.t.eq(t), d.hlen.eq(hlen), d.hoff.eq(hoff),
+            ]
+        d_move = d_valid & e_free
+        rev16 = Cat(*(d.x[15 - j] for j in range(16)))     # stream bit 0 most significant
+        drop_bits = Signal(5)
+        m.d.comb += drop_bits.eq(HUFF_MAX_LEN - d.hlen)
+        prefix6 = (rev16 >> drop_bits)[:6]                # low bits of the l-bit code word
+        m.d.comb += [
+            sym_rd.addr.eq(Cat((prefix6 + d.hoff)[:6], d.cls)),
+            sym_rd.en.eq(d_move),
+        ]
+
+        e = Signal(data.StructLayout({
+            "comp": COMP_BITS, "tile_last": 1, "kind": 2, "field": MAX_BITS, "bits": 5,
+            "k": 4, "t": 5,
+        }))
+        with m.If(e_free):
+            m.d.sync += e_valid.eq(d_move)
+        with m.If(d_move):
+            m.d.sync += [
+                e.comp.eq(d.comp), e.tile_last.eq(d.tile_last), e.kind.eq(d.kind),
+                e.field.eq((d.x >> d.fpos)[:MAX_BITS]), e.bits.eq(d.bits), e.k.eq(d.k),
+                e.t.eq(d.t),
+            ]
+
+        # -- E: the value ---------------------------------------------------------------------
+        e_move = e_valid & o_free
+        qw = self.q_width
+        field_mask = _ones(e.bits, MAX_BITS)
+        sign = e.field.bit_select((e.bits - 1)[:4], 1)
+        sext = Signal(signed(MAX_BITS))
+        m.d.comb += sext.eq((e.field & field_mask) | Mux(sign, ~field_mask, 0))
+        u = Signal(MAX_BITS + 4)       # Rice: ones << k | remainder < 2^20
+        with m.If(e.kind == KIND_RICE):
+            m.d.comb += u.eq((e.t << e.k) | (e.field & _ones(e.k, MAX_BITS)))
+        with m.Else():
+            m.d.comb += u.eq(sym_rd.data)
+        unzig = Signal(signed(MAX_BITS))
+        m.d.comb += unzig.eq((u >> 1)[:MAX_BITS] ^ u[0].replicate(MAX_BITS))
+        value = Signal(signed(MAX_BITS))
+        with m.Switch(e.kind):
+            with m.Case(KIND_ZERO):
+                m.d.comb += value.eq(0)
+            with m.Case(KIND_SEXT):
+                m.d.comb += value.eq(sext)
+            with m.Default():
+                m.d.comb += value.eq(unzig)
+        out_of_range = (e.kind[1] & ((u >> e.bits) != 0))    # RICE and HUFF kinds
+
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(e_move):
+            m.d.sync += [
+                self.o.valid.eq(1),
+                self.o.p.data.eq(value[:qw]),
+                self.o.p.comp.eq(e.comp),
+                self.o.p.tile_last.eq(e.tile_last),
+            ]
+            with m.If(out_of_range):
+                m.d.sync += [status.code.eq(1), status.error.eq(1)]
+
+        # The commit starts a new tensor: counters from zero, nothing in flight, status clear.
+        with m.If(commit):
+            m.d.sync += [
+                comp.eq(0), tile_pix.eq(0), image_pix.eq(0),
+                a_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
+                self.o.valid.eq(0),
+                buf.eq(0), level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
+                status.eq(0),
+            ]
+        return m

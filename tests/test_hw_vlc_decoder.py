@@ -1,0 +1,185 @@
+"""hw/vlc_decoder.py (alone, and behind hw/bit_unpacker.py) against the golden container.
+
+Each test builds profiles (calibrated on a feature map, or built by hand with every mode, zero
+flag, width and code extreme), draws or quantizes q, encodes it with golden.container.encode_q
+(coded and raw-fallback tiles, short last tiles of each image), runs sim/tb_vlc_decoder.py on the
+generated Verilog and compares every decoded value, component index and tile end with the golden
+q. Streams run with random valid gaps and ready stalls, and at full rate into an always-ready
+sink, where the cycles per value over the whole tensor (fill included) must stay within 1.02.
+Corrupted streams (bit flips anywhere in a tile, truncated tiles, extra words) must raise the
+error status, give exactly the tile's number of values, stay within a bounded number of clocks,
+and leave the following tiles decoded exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden.calibrate import calibrate
+from golden.container import encode_q
+from golden.profile import ClassParams
+from golden.quantizer import quantize
+from golden.transform import forward, to_pixels
+from hw.vlc_decoder import VlcDecoder
+from sim.runner import run_cocotb
+from sim.tb_framed import feature_map, verilog_for
+from sim.tb_vlc_decoder import case_data, read_front, tile_words
+from sim.tb_vlc_encoder import every_mode_profile, identity_profile, random_q
+
+pytestmark = pytest.mark.hw
+
+MAX_CHANNELS = 64
+RATES = {"stalls": (0.7, 0.6), "full_rate": (1.0, 1.0)}
+MAX_CYCLES_PER_VALUE = 1.02
+DEC_STATUS = ("error", "overrun", "leftover", "code")
+UNP_STATUS = ("error", "crc", "mode", "length", "tile", "framing")
+
+
+def _decoder():
+    return VlcDecoder(q_width=16, max_channels=MAX_CHANNELS, max_classes=16)
+
+
+def _front():
+    return read_front(q_width=16, max_channels=MAX_CHANNELS, max_classes=16)
+
+
+def _bits(value: int, names) -> dict[str, int]:
+    return {n: (int(value) >> i) & 1 for i, n in enumerate(names)}
+
+
+def _run(name, cases, *, front=False, rate="stalls", seed=1):
+    """Run the cases (list of (profile, q, image_pixels, tiles, bad_tiles)); return outputs."""
+    valid_prob, ready_prob = RATES[rate]
+    data = {}
+    for i, (prof, q, hw, tiles, bad) in enumerate(cases):
+        data.update(case_data(i, prof, q, hw, tiles, front, bad))
+    params = {"test": f"vlc_decoder-{name}", "front": front, "cases": len(cases),
+              "valid_prob": valid_prob, "ready_prob": ready_prob}
+    design = verilog_for(_front(), "ReadFront") if front else verilog_for(_decoder(),
+                                                                          "VlcDecoder")
+    result = run_cocotb(design, "sim.tb_vlc_decoder", data=data, params=params, seed=seed)
+    return data, result.outputs
+
+
+def _check_case(data, out, i, *, rate="stalls"):
+    """The one comparison: every value of every good tile, every comp and tile end."""
+    exp = {k: data[f"c{i}_exp_{k}"] for k in ("data", "comp", "tile_last", "check")}
+    got = {k: out[f"c{i}_{k}"] for k in ("data", "comp", "tile_last")}
+    assert got["data"].size == exp["data"].size
+    good = exp["check"].astype(bool)
+    bad_at = np.flatnonzero((got["data"] != exp["data"]) & good)
+    assert bad_at.size == 0, (f"case {i}: {bad_at.size} values differ, first at {bad_at[0]}: "
+                              f"{got['data'][bad_at[0]]} != {exp['data'][bad_at[0]]}")
+    assert np.array_equal(got["comp"], exp["comp"])
+    assert np.array_equal(got["tile_last"], exp["tile_last"])
+    if rate == "full_rate":
+        per_value = int(out[f"c{i}_cycles"]) / exp["data"].size
+        assert per_value <= MAX_CYCLES_PER_VALUE, f"case {i}: {per_value:.4f} cycles/value"
+
+
+def _encoded(prof, q, image_pixels):
+    images = q.shape[0] // image_pixels
+    enc = encode_q(q, (images, prof.channels, 1, image_pixels), prof)
+    return enc, tile_words(enc)
+
+
+def _mixed_q(prof, rng, images, image_pixels):
+    """`random_q` (extremes, zero pixels, an all-zero run) with every other tile of each image
+    made sparse and small, so the golden container has both coded and raw-fallback tiles."""
+    q = random_q(prof, rng, images * image_pixels)
+    bits = prof.class_array("bits")
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    small = np.clip(np.rint(rng.laplace(0, 0.6, size=q.shape)).astype(np.int64), lo, hi)
+    pix = np.arange(q.shape[0]) % image_pixels
+    sparse = (pix // prof.tile_pixels) % 2 == 0
+    q[sparse] = small[sparse]
+    q[:, prof.class_array("mode") == 0] = 0
+    return q
+
+
+def _every_mode_cases(seed, n_cases=3):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for j in range(n_cases):
+        prof = every_mode_profile(rng, channels=int(rng.integers(16, 40)),
+                                  tile_pixels=int(rng.integers(2, 9)))
+        image_pixels = int(rng.integers(5, 30))
+        q = _mixed_q(prof, rng, 2, image_pixels)
+        enc, tiles = _encoded(prof, q, image_pixels)
+        cases.append((prof, q, image_pixels, tiles, ()))
+        if j == 0:
+            assert set(enc.tile_mode.tolist()) == {0, 1}, "want coded and raw tiles"
+    return cases
+
+
+def _fmap_case(coder="auto", bits=6, tile_pixels=8, h=16, w=16, channels=64):
+    x = feature_map(channels=channels, height=h, width=w)
+    prof = calibrate(x, transform="pca", group=8, bits=bits, coder=coder, tile_pixels=tile_pixels)
+    q = quantize(forward(to_pixels(x), prof), prof)
+    _, tiles = _encoded(prof, q, h * w)
+    return prof, q, h * w, tiles, ()
+
+
+# -- every mode, zero flag and extreme ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("front", [False, True], ids=["decoder", "front"])
+def test_every_mode(front):
+    """Hand-built profiles: every mode with and without zero flags, widths 1..16, Rice k/esc at
+    both ends, Huffman codes up to 16 bits and ESC-only codes; random q with extremes, zero
+    pixels and all-zero tiles; coded and raw tiles; two images with short last tiles."""
+    data, out = _run("every_mode" + ("-front" if front else ""), _every_mode_cases(7),
+                     front=front)
+    for i in range(3):
+        _check_case(data, out, i)
+        assert _bits(out[f"c{i}_status"], DEC_STATUS)["error"] == 0
+        if front:
+            assert out[f"c{i}_unpacker_status"] == 0
+
+
+def test_single_class_edges():
+    """One-class profiles: all drop (empty raw payloads), a 1-component zero-flag class, Rice
+    with a 32-bit escape, raw 16-bit, Huffman with only ESC; all-zero tensors."""
+    rng = np.random.default_rng(3)
+    esc_only = [0] * 64
+    esc_only[63] = 1
+    classes = [
+        ClassParams("drop", bits=4),
+        ClassParams("rice", zflag=True, bits=16, k=0, esc=16),
+        ClassParams("raw", bits=16),
+        ClassParams("huffman", zflag=True, bits=9, lengths=esc_only),
+    ]
+    cases = []
+    for cls in classes:
+        for c in (1, 3):
+            prof = identity_profile([cls], np.zeros(c, np.int64), tile_pixels=4)
+            q = random_q(prof, rng, 11)
+            if c == 3:
+                q[:] = 0
+            _, tiles = _encoded(prof, q, 11)
+            cases.append((prof, q, 11, tiles, ()))
+    data, out = _run("single_class", cases, front=True)
+    for i in range(len(cases)):
+        _check_case(data, out, i)
+        assert out[f"c{i}_status"] == 0 and out[f"c{i}_unpacker_status"] == 0
+
+
+# -- real feature maps -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+def test_feature_map(rate):
+    """A 64 x 16 x 16 ResNet-18 feature map (PCA, auto coder), 16384 values, through the
+    unpacker and decoder; at full rate the cycles per value must stay within 1.02."""
+    data, out = _run(f"fmap-{rate}", [_fmap_case()], front=True, rate=rate)
+    _check_case(data, out, 0, rate=rate)
+    assert out["c0_status"] == 0 and out["c0_unpacker_status"] == 0
+
+
+@pytest.mark.parametrize("coder,bits", [("huffman", 8), ("golomb", 5), ("pooled-huffman", 7)])
+def test_feature_map_coders(coder, bits):
+    data, out = _run(f"fmap-{coder}", [_fmap_case(coder, bits, tile_pixels=5, h=8, w=8)],
+                     front=True)
+    _check_case(data, out, 0)
+    assert out["c0_status"] == 0 and out["c0_unpacker_status"] == 0
