@@ -97,7 +97,7 @@ def pack_reference(value, nbits) -> np.ndarray:
     """`pack` as a loop: every bit of every token, in stream order."""
     value, nbits = _check_tokens(value, nbits)
     bits: list[int] = []
-    for v, n in zip(value.tolist(), nbits.tolist()):
+    for v, n in zip(value.tolist(), nbits.tolist(), strict=True):
         bits += [(v >> i) & 1 for i in range(n)]
     words = [0] * stream_words(len(bits))
     for b, bit in enumerate(bits):

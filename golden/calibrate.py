@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.arith import round_shift, sclamp, signed_width, zigzag
+from golden.arith import signed_width, zigzag
 from golden.huffman import entropy_bits, limited_lengths
 from golden.profile import (
     DTYPES,
@@ -25,13 +25,13 @@ from golden.profile import (
     HUFF_SYMBOLS,
     LAYOUTS,
     MAX_CLASSES,
-    MODE_ID,
     TRANSFORMS,
     ClassParams,
     Profile,
 )
-from golden.quantizer import step_to_params
+from golden.quantizer import quantize, step_to_params
 from golden.transform import build_matrices, channel_offsets, forward, is_power_of_two, to_pixels
+from golden.vlc_encoder import class_tokens
 
 CODERS = ("auto", "golomb", "huffman", "pooled-huffman")
 MIN_STEP = 1.0 / 65536
@@ -53,22 +53,8 @@ def _symbols(u: np.ndarray) -> np.ndarray:
 
 
 def token_bits(v, cls: ClassParams) -> np.ndarray:
-    """Bits of the token of each value v (no zero flag), exactly as FORMAT.md's table."""
-    v = np.asarray(v, dtype=np.int64)
-    if cls.mode == "drop":
-        return np.zeros(v.shape, dtype=np.int64)
-    if cls.mode == "raw":
-        return np.full(v.shape, cls.bits, dtype=np.int64)
-    u = zigzag(v)
-    if cls.mode == "rice":
-        qq = u >> cls.k
-        return np.where(qq < cls.esc, qq + 1 + cls.k, cls.esc + cls.bits)
-    if cls.mode == "huffman":
-        lengths = np.asarray(cls.lengths, dtype=np.int64)
-        s = _symbols(u)
-        s = np.where(lengths[s] > 0, s, HUFF_ESC)
-        return lengths[s] + np.where(s == HUFF_ESC, cls.bits, 0)
-    raise ValueError(f"unknown mode {cls.mode!r}")
+    """Bits of the token of each value v (no zero flag): the encoder's own definition."""
+    return class_tokens(np.asarray(v, dtype=np.int64), cls)[1]
 
 
 def pixel_bits(qc, cls: ClassParams) -> np.ndarray:
@@ -242,7 +228,9 @@ def calibrate(x, transform: str = "pca", group: int = 8, bits: int = 8, coder: s
     peak = int(np.abs(y[:, strongest]).max())
     step = min(max(peak / ((1 << (bits - 1)) - 1), MIN_STEP), MAX_STEP)
     qmul, qshift, dqmul, dqshift = step_to_params(step)
-    q_all = sclamp(round_shift(y * qmul, qshift), MAX_BITS)
+    qparams = {"qmul": qmul, "qshift": qshift, "dqmul": dqmul, "dqshift": dqshift}
+    prof.classes = [ClassParams(mode="raw", bits=MAX_BITS, **qparams)]
+    q_all = quantize(y, prof)              # every component at the widest width
 
     # Classes: equal-count bands of the variance order.
     k_classes = min(max_classes, c)
@@ -251,7 +239,6 @@ def calibrate(x, transform: str = "pca", group: int = 8, bits: int = 8, coder: s
     for ci, band in enumerate(bands):
         class_map[band] = ci
 
-    qparams = {"qmul": qmul, "qshift": qshift, "dqmul": dqmul, "dqshift": dqshift}
     classes: list[ClassParams] = []
     info = []
     if coder == "pooled-huffman":
@@ -279,8 +266,7 @@ def calibrate(x, transform: str = "pca", group: int = 8, bits: int = 8, coder: s
     prof.validate()
 
     # Predicted size on the calibration data, from the same cost model.
-    q = sclamp(q_all, prof.class_array("bits"))
-    q[:, prof.class_array("mode") == MODE_ID["drop"]] = 0
+    q = quantize(y, prof)
     values = int(q.size)
     ent = 0.0
     class_info = []

@@ -17,14 +17,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.bit_packer import (LEN_BITS, MAX_PAYLOAD_WORDS, MODE_CODED, MODE_RAW, TILE_NO_MOD, WORD,
-                               pack_into, parse_tile_header)
+from golden.bit_packer import (
+    LEN_BITS,
+    MAX_PAYLOAD_WORDS,
+    MODE_CODED,
+    MODE_RAW,
+    TILE_NO_MOD,
+    WORD,
+    pack_into,
+    parse_tile_header,
+)
 from golden.errors import ContainerError
 from golden.profile import DTYPE_CODE, LAYOUTS, Profile, ProfileError
 from golden.vlc_decoder import decode_coded, decode_raw
 from golden.vlc_encoder import check_symbols, raw_tokens, tokens_i64
 
-__all__ = ["ContainerError", "EncodedTensor", "FileHeader", "Tiling", "decode_q", "encode_q",
+__all__ = ["ContainerError", "EncodedTensor", "FileHeader", "Tiling", "container_bytes", "decode_q",
+           "decode_tensor", "encode_q",
            "file_header_bytes", "parse_file_header", "parse_image", "read_file_bytes", "tiling",
            "to_file_bytes"]
 
@@ -199,7 +208,8 @@ def encode_q(q, shape, profile: Profile) -> EncodedTensor:
     low_bytes = low.astype("<u4").tobytes()
     ib = image.view(np.uint8)
     crc = np.empty(n, dtype=np.uint64)
-    for t, (o, pw) in enumerate(zip((8 * (offset + 1)).tolist(), (8 * payload).tolist())):
+    spans = zip((8 * (offset + 1)).tolist(), (8 * payload).tolist(), strict=True)
+    for t, (o, pw) in enumerate(spans):
         crc[t] = zlib.crc32(low_bytes[4 * t:4 * t + 4], zlib.crc32(ib[o:o + pw]))
     image[offset] = low.astype(np.uint64) | (crc << np.uint64(32))
     if table_words:
@@ -251,12 +261,13 @@ def parse_image(image, shape, profile: Profile, *, check_unused: bool = True) ->
         offset = table_words + table[:n].astype(np.int64)
 
     ib = image.view(np.uint8)
-    ilist = image.tolist()
+    headers = image.take(offset, mode="clip").tolist() if size else [0] * n
     mode = np.zeros(n, dtype=np.int64)
     payload = np.zeros(n, dtype=np.int64)
     expect_off = table_words
+    offs, needs, counts = offset.tolist(), raw_need.tolist(), til.count.tolist()
     for t in range(n):
-        off = int(offset[t])
+        off = offs[t]
         if not fixed:
             if off != expect_off:
                 raise ContainerError(f"tile {t}: index entry {off - table_words} does not follow "
@@ -265,7 +276,8 @@ def parse_image(image, shape, profile: Profile, *, check_unused: bool = True) ->
             if off >= size:
                 raise ContainerError(f"DRAM image truncated (tile {t} header at word {off}, "
                                      f"image has {size} words)")
-        h = parse_tile_header(ilist[off])
+        word = headers[t]
+        h = parse_tile_header(word)
         end = off + 1 + h.payload_words
         if fixed and end > off + slot:
             raise ContainerError(f"tile {t}: length {h.payload_words} words exceeds its slot "
@@ -273,7 +285,7 @@ def parse_image(image, shape, profile: Profile, *, check_unused: bool = True) ->
         if end > size:
             raise ContainerError(f"tile {t}: length {h.payload_words} words exceeds the image "
                                  f"(ends at word {end}, image has {size})")
-        low = ilist[off] & 0xFFFFFFFF
+        low = word & 0xFFFFFFFF
         crc = zlib.crc32(low.to_bytes(4, "little"), zlib.crc32(ib[8 * (off + 1):8 * end]))
         if crc != h.check:
             raise ContainerError(f"tile {t}: CRC mismatch (header says {h.check:#010x}, payload "
@@ -283,10 +295,10 @@ def parse_image(image, shape, profile: Profile, *, check_unused: bool = True) ->
         if h.tile_no != t % TILE_NO_MOD:
             raise ContainerError(f"tile {t}: header carries tile number {h.tile_no}, expected "
                                  f"{t % TILE_NO_MOD}")
-        need = int(raw_need[t])
+        need = needs[t]
         if h.mode == MODE_RAW and h.payload_words != need:
             raise ContainerError(f"tile {t}: raw payload of {h.payload_words} words, its "
-                                 f"{til.count[t]} pixels need {need}")
+                                 f"{counts[t]} pixels need {need}")
         if h.mode == MODE_CODED and h.payload_words >= need:
             raise ContainerError(f"tile {t}: coded payload of {h.payload_words} words is not "
                                  f"smaller than raw ({need} words)")
@@ -355,7 +367,7 @@ def file_header_bytes(enc: EncodedTensor, profile: Profile, embed_profile: bool)
              | (FLAG_RELU if profile.relu else 0)
              | (FLAG_PROFILE if embed_profile else 0)
              | (0 if enc.batched else FLAG_UNBATCHED))
-    for name, v in zip("NCHW", enc.shape):
+    for name, v in zip("NCHW", enc.shape, strict=True):
         if v > U32_MAX:
             raise ContainerError(f"tensor dimension {name} = {v} does not fit the header")
     head = _HEADER.pack(MAGIC, VERSION, DTYPE_CODE[profile.dtype], flags, *enc.shape,

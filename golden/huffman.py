@@ -99,13 +99,10 @@ def code_lut(lengths, width: int = MAX_LEN):
     """
     ln_lut = np.zeros(1 << width, dtype=np.int64)
     sym_lut = np.zeros(1 << width, dtype=np.int64)
-    windows = np.arange(1 << width, dtype=np.int64)
     for s, (rev, ln) in enumerate(canonical_codes(lengths)):
-        if ln == 0:
-            continue
-        hit = (windows & ((1 << ln) - 1)) == rev
-        ln_lut[hit] = ln
-        sym_lut[hit] = s
+        if ln:  # every window whose low `ln` bits are the reversed code word
+            ln_lut[rev::1 << ln] = ln
+            sym_lut[rev::1 << ln] = s
     return ln_lut, sym_lut
 
 

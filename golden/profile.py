@@ -21,7 +21,8 @@ MODES = ("drop", "raw", "rice", "huffman")
 MODE_ID = {m: i for i, m in enumerate(MODES)}
 LAYOUTS = ("fixed", "compacted")
 TRANSFORMS = ("identity", "wht", "dct", "pca")
-DTYPES = {"int8": (np.int8, -128, 127), "uint8": (np.uint8, 0, 255), "int16": (np.int16, -32768, 32767)}
+DTYPES = {"int8": (np.int8, -128, 127), "uint8": (np.uint8, 0, 255),
+          "int16": (np.int16, -32768, 32767)}
 DTYPE_CODE = {"int8": 0, "uint8": 1, "int16": 2}
 
 HUFF_SYMBOLS = 64  # 0..62 zigzag values, 63 escape
@@ -167,7 +168,7 @@ class Profile:
     def to_json(self) -> str:
         body = self.body()
         body["checksum"] = self._digest(body)
-        return json.dumps(body, indent=1)
+        return json.dumps(body, separators=(",", ":"))
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a failed write never leaves a half profile behind."""

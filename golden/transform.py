@@ -69,10 +69,14 @@ def _check_nf(n: int, frac_bits: int) -> None:
 
 
 def _to_int(m: np.ndarray) -> np.ndarray:
-    """Round to the nearest integer (ties to even, as np.rint) and check the 18-bit limit."""
+    """Round to the nearest integer (ties to even, as np.rint), check the 18-bit limit, and
+    refuse a matrix with a row that rounded to all zeros (that component would be lost)."""
     out = np.rint(m).astype(np.int64)
     if np.abs(out).max(initial=0) >= COEFF_LIMIT:
         raise ValueError("transform coefficients do not fit 18-bit signed; lower frac_bits")
+    if out.size and not np.abs(out).max(axis=-1).all():
+        raise ValueError(f"frac_bits too small for a group of {m.shape[-1]}: a transform row "
+                         "rounds to all zeros")
     return out
 
 

@@ -10,9 +10,10 @@ carries from one token to the next is the bit position. So the fast decoder work
    the 17-bit stream window there (Huffman: `golden.huffman.code_lut` with ESC's length plus
    `bits`; Rice: trailing ones, capped at `esc`; a zero-flag class's first component uses a table
    that includes the flag bit, the other components multiply by the per-tile flag). All windows
-   are precomputed once per tile, so a Huffman step is three NumPy calls.
-2. Values, vectorized over everything: with every token's start known, each class's values are
-   read from 64-bit windows at once.
+   are precomputed once per tile, so a Huffman step is three NumPy calls; a run of components of
+   constant length (raw, drop) is one step.
+2. Values, vectorized over everything: with every token's start known, the values are read from
+   64-bit windows, one pass per mode with the class parameters broadcast per component.
 
 Malformed payloads raise `ContainerError`: an invalid Huffman code, a code that runs past the end
 of the payload, a payload with more words than its code needs or with nonzero padding bits, a
@@ -60,6 +61,7 @@ _ONES16 = _trailing_ones16()
 
 
 class ClassLuts(NamedTuple):
+    key: tuple                      # the Huffman lengths (the cache key of its tables)
     mode: str
     bits: int
     zflag: bool
@@ -100,13 +102,14 @@ def _class_luts(mode: str, bits: int, zflag: bool, k: int, esc: int, lengths: tu
     for a in (length16, plain17, first17, sym16, code16):
         if a is not None:
             a.setflags(write=False)
-    return ClassLuts(mode, bits, zflag, k, esc, length16, plain17, first17, sym16, code16)
+    return ClassLuts(lengths, mode, bits, zflag, k, esc, length16, plain17, first17, sym16,
+                     code16)
 
 
 def class_luts(cp) -> ClassLuts:
     """The decoder tables of one class (cached: they depend only on the class parameters)."""
     return _class_luts(cp.mode, int(cp.bits), bool(cp.zflag), int(cp.k), int(cp.esc),
-                       tuple(int(v) for v in cp.lengths))
+                       tuple(cp.lengths) if cp.mode == "huffman" else ())
 
 
 class _Step(NamedTuple):
@@ -168,29 +171,80 @@ def _window64(words: np.ndarray, addr: np.ndarray) -> np.ndarray:
     return lo | hi
 
 
-def _sext(x: np.ndarray, bits: int) -> np.ndarray:
-    x = (x & np.uint64((1 << bits) - 1)).astype(np.int64)
-    sign = np.int64(1) << (bits - 1)
+def _sext(x: np.ndarray, bits) -> np.ndarray:
+    """Low `bits` bits of uint64 `x` as two's complement (bits may be a broadcast array)."""
+    one = np.uint64(1)
+    b = np.asarray(bits).astype(np.uint64)
+    x = (x & ((one << b) - one)).astype(np.int64)
+    sign = np.int64(1) << (np.asarray(bits, dtype=np.int64) - 1)
     return (x ^ sign) - sign
 
 
-def _class_values(win: np.ndarray, L: ClassLuts) -> tuple[np.ndarray, np.ndarray]:
-    """Values of the tokens starting at bit 0 of `win`; and where they may exceed the width."""
-    if L.mode == "raw":
-        v = _sext(win, L.bits)
-        return v, np.zeros(v.shape, dtype=bool)
-    w16 = (win & np.uint64(0xFFFF)).astype(np.int64)
-    if L.mode == "rice":
-        ones = np.minimum(_ONES16[w16], L.esc)
-        escape = ones >= L.esc
-        rem = (win >> (ones + 1).astype(np.uint64)).astype(np.int64) & ((1 << L.k) - 1)
-        u = (ones << L.k) | rem
-        v_esc = _sext(win >> np.uint64(L.esc), L.bits)
-    else:
-        u = L.sym16[w16]
-        escape = u == HUFF_ESC
-        v_esc = _sext(win >> L.code16[w16].astype(np.uint64), L.bits)
-    return np.where(escape, v_esc, unzigzag(u)), ~escape
+ESC_MARK = -(1 << 15)           # Huffman value table entry of ESC (no value is this small)
+
+
+@lru_cache(maxsize=32)
+def _huffman_tables(keys: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Value (int16; ESC_MARK for ESC) and code-length (uint8) tables over 16-bit windows of
+    several Huffman classes, one after the other."""
+    value, code = [], []
+    for key in keys:
+        length, sym = _huffman_lut(key)
+        value.append(np.where(sym == HUFF_ESC, ESC_MARK, unzigzag(sym)).astype(np.int16))
+        code.append(length.astype(np.uint8))
+    return np.concatenate(value), np.concatenate(code)
+
+
+def _values(win: np.ndarray, present: np.ndarray, profile, luts) -> tuple[np.ndarray, np.ndarray]:
+    """Symbols of the tokens starting at bit 0 of each 64-bit window `win` (pixels, C, T); 0
+    where no token is `present`. Also, per tile, whether a value exceeds its class's width
+    (possible for non-escaped Rice and Huffman values of a malformed stream).
+
+    One pass per mode over all components of that mode, class parameters broadcast per
+    component; escapes, which are rare, are decoded on their own."""
+    cmap = np.asarray(profile.class_map)
+    modes = [cp.mode for cp in profile.classes]
+    comp_mode = np.array([modes[c] for c in cmap.tolist()])
+    per = {name: np.array([int(getattr(cp, name)) for cp in profile.classes],
+                          dtype=np.int64)[cmap] for name in ("bits", "k", "esc")}
+    q = np.zeros(win.shape, dtype=np.int64)
+    too_wide = np.zeros(win.shape[2], dtype=bool)
+    for mode in ("raw", "rice", "huffman"):
+        cols = np.flatnonzero(comp_mode == mode)
+        if not cols.size:
+            continue
+        w = win[:, cols, :]
+        bits = per["bits"][cols][None, :, None]
+        if mode == "raw":
+            q[:, cols, :] = _sext(w, bits) * present[:, cols, :]
+            continue
+        w16 = (w & np.uint64(0xFFFF)).astype(np.int64)
+        if mode == "rice":
+            k = per["k"][cols][None, :, None]
+            esc = per["esc"][cols][None, :, None]
+            ones = np.minimum(_ONES16[w16], esc)
+            rem = (w >> (ones + 1).astype(np.uint64)).astype(np.int64) & ((1 << k) - 1)
+            v = unzigzag((ones << k) | rem)
+            escape = np.nonzero(ones >= esc)
+            if escape[0].size:
+                shift = np.broadcast_to(esc, w.shape)[escape].astype(np.uint64)
+                v[escape] = _sext(w[escape] >> shift, np.broadcast_to(bits, w.shape)[escape])
+        else:
+            huff = [c for c, m in enumerate(modes) if m == "huffman"]
+            values, code = _huffman_tables(tuple(luts[c].key for c in huff))
+            slot = np.zeros(len(modes), dtype=np.int64)
+            slot[huff] = np.arange(len(huff)) << 16
+            idx = slot[cmap[cols]][None, :, None] + w16
+            v = values[idx].astype(np.int64)
+            escape = np.nonzero(v == ESC_MARK)
+            if escape[0].size:
+                shift = code[idx[escape]].astype(np.uint64)
+                v[escape] = _sext(w[escape] >> shift, np.broadcast_to(bits, w.shape)[escape])
+        v *= present[:, cols, :]
+        half = np.int64(1) << (bits - 1)
+        too_wide |= ((v < -half) | (v >= half)).any(axis=(0, 1))
+        q[:, cols, :] = v
+    return q, too_wide
 
 
 def _fail(tile_ids, bad: np.ndarray, message) -> None:
@@ -257,27 +311,16 @@ def _decode_lockstep(words2d: np.ndarray, nwords: np.ndarray, pixels: int, profi
     pad = (tail > 0) & ((last >> tail.astype(np.uint64)) != 0)
     _fail(tile_ids, pad, lambda i: "nonzero padding bits after the code")
 
-    # Values, class by class, from the token starts.
-    flat = words2d.reshape(-1)
-    starts = S[:-1].reshape(pixels, C, T)
-    lens = np.diff(S, axis=0).reshape(pixels, C, T)
-    q = np.zeros((pixels, C, T), dtype=np.int64)
-    for cp, L, cols in zip(profile.classes, luts, class_columns(profile)):
-        if not cols.size or cp.mode == "drop":
-            continue
-        addr = starts[:, cols, :]
-        present = lens[:, cols, :] > 0
-        if cp.zflag:
-            addr = addr.copy()
-            addr[:, 0, :] += 1                           # the first token starts after the flag
-            present[:, 0, :] = lens[:, cols[0], :] > 1
-        v, check = _class_values(_window64(flat, addr), L)
-        v = np.where(present, v, 0)
-        half = 1 << (cp.bits - 1)
-        out = present & check & ((v < -half) | (v >= half))
-        _fail(tile_ids, out.any(axis=(0, 1)),
-              lambda i: f"decoded value outside the {cp.bits}-bit range of its class")
-        q[:, cols, :] = v
+    # Values, from the token starts, all components at once.
+    first = np.zeros(C, dtype=np.int64)                  # a zero flag precedes the token
+    for cp, cols in zip(profile.classes, class_columns(profile), strict=True):
+        if cp.zflag and cols.size:
+            first[cols[0]] = 1
+    first = first[None, :, None]
+    addr = S[:-1].reshape(pixels, C, T) + first
+    present = np.diff(S, axis=0).reshape(pixels, C, T) > first
+    q, too_wide = _values(_window64(words2d.reshape(-1), addr), present, profile, luts)
+    _fail(tile_ids, too_wide, lambda i: "decoded value outside the width of its class")
     return q.transpose(2, 0, 1).reshape(T * pixels, C)
 
 

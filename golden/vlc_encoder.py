@@ -76,7 +76,7 @@ def huffman_tables(cp) -> tuple[np.ndarray, np.ndarray]:
             np.array([n for _, n in codes], dtype=np.int64))
 
 
-def _class_tokens(v: np.ndarray, cp) -> tuple[np.ndarray, np.ndarray]:
+def class_tokens(v: np.ndarray, cp) -> tuple[np.ndarray, np.ndarray]:
     """Tokens of one class without the zero flag: int64 values and lengths, shaped like `v`.
 
     The definition, vectorized over values; `token_table` evaluates it once per class value."""
@@ -106,38 +106,49 @@ def _class_tokens(v: np.ndarray, cp) -> tuple[np.ndarray, np.ndarray]:
     return value, nbits
 
 
+def _class_key(cp) -> tuple:
+    return (cp.mode, int(cp.bits), int(cp.k), int(cp.esc),
+            tuple(cp.lengths) if cp.mode == "huffman" else ())
+
+
 @lru_cache(maxsize=256)
-def _token_table(mode: str, bits: int, k: int, esc: int, lengths: tuple) -> tuple[np.ndarray, ...]:
+def _token_table(key: tuple) -> tuple[np.ndarray, np.ndarray]:
+    mode, bits, k, esc, lengths = key
     half = 1 << (bits - 1)
     cp = SimpleNamespace(mode=mode, bits=bits, k=k, esc=esc, lengths=list(lengths))
-    value, nbits = _class_tokens(np.arange(-half, half, dtype=np.int64), cp)
+    value, nbits = class_tokens(np.arange(-half, half, dtype=np.int64), cp)
+    value.setflags(write=False)
+    nbits.setflags(write=False)
     return value, nbits
 
 
 def token_table(cp) -> tuple[np.ndarray, np.ndarray]:
     """Token (without zero flag) of every value of a class: `(value, nbits)` int64 arrays indexed
     by `v + 2^(bits-1)` (cached: a token depends only on the value and the class parameters)."""
-    return _token_table(cp.mode, int(cp.bits), int(cp.k), int(cp.esc),
-                        tuple(int(v) for v in cp.lengths))
+    return _token_table(_class_key(cp))
+
+
+@lru_cache(maxsize=64)
+def _profile_tables(keys: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The token tables of all classes one after the other, and where value 0 of each sits."""
+    tables = [_token_table(key) for key in keys]
+    sizes = np.array([v.size for v, _ in tables], dtype=np.int64)
+    zero = np.cumsum(sizes) - sizes // 2                  # index of value 0 of each class
+    out = (np.concatenate([v for v, _ in tables]), np.concatenate([n for _, n in tables]), zero)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def tokens_i64(q, profile) -> tuple[np.ndarray, np.ndarray]:
     """`tokens` with int64 values (they are below 2^33), as the container uses them."""
     q = check_symbols(q, profile)
-    P, C = q.shape
     # One gather through the concatenated per-class token tables does every component at once.
-    values, lengths, base = [], [], []
-    at = 0
-    for cp in profile.classes:
-        v, n = token_table(cp)
-        values.append(v)
-        lengths.append(n)
-        base.append(at + (1 << (cp.bits - 1)))
-        at += v.size
-    index = q + np.asarray(base, dtype=np.int64)[np.asarray(profile.class_map)]
-    value = np.concatenate(values)[index]
-    nbits = np.concatenate(lengths)[index]
-    for cp, cols in zip(profile.classes, class_columns(profile)):
+    values, lengths, zero = _profile_tables(tuple(_class_key(cp) for cp in profile.classes))
+    index = q + zero[np.asarray(profile.class_map)]
+    value = values[index]
+    nbits = lengths[index]
+    for cp, cols in zip(profile.classes, class_columns(profile), strict=True):
         if not cols.size or not cp.zflag:
             continue
         nz = (q[:, cols] != 0).any(axis=1)

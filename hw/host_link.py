@@ -31,7 +31,7 @@ The link itself costs nothing per value on the codec side; its throughput is the
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -51,7 +51,7 @@ def crc16_next(crc, byte):
     return crc
 
 
-_StoredWord = data.StructLayout({"data": 64, "first": 1, "last": 1})
+WORD_ROW_BITS = 72     # a word buffer row: data 0..63, first 64, last 65, then unused
 
 
 class HostLink(wiring.Component):
@@ -111,65 +111,107 @@ class HostLink(wiring.Component):
         vb = self.value_bytes
         vdepth, wdepth = self.value_depth, self.word_depth
 
+        # Word buffer rows: 64 data bits, `first` (bit 64), `last` (bit 65); written a byte lane
+        # at a time by CONFIG (no assembly register), a whole row at a time by the encoder.
         m.submodules.vmem = vmem = Memory(shape=VALUE_BITS, depth=vdepth, init=[])
-        m.submodules.wmem = wmem = Memory(shape=_StoredWord, depth=wdepth, init=[])
+        m.submodules.wmem = wmem = Memory(shape=WORD_ROW_BITS, depth=wdepth, init=[])
         vmem_w, vmem_r = vmem.write_port(), vmem.read_port()
-        wmem_w, wmem_r = wmem.write_port(), wmem.read_port()
+        wmem_w, wmem_r = wmem.write_port(granularity=8), wmem.read_port()
+        all_lanes = (1 << (WORD_ROW_BITS // 8)) - 1
 
-        # -- request state ---------------------------------------------------------------------
+        # -- request ---------------------------------------------------------------------------
         code = Signal(8)
-        length = Signal(16)
-        count = Signal(16)              # payload bytes received
+        remaining = Signal(16)          # payload bytes still to come
         err = Signal(8)                 # error found while receiving (0: none)
-        crc = Signal(16)                # running CRC of a received or sent frame
+        rx_crc = Signal(16)
         crc_lo = Signal(8)
-        tiles = Signal(16)
-        n_values = Signal(range(vdepth + 1))
-        n_words = Signal(range(wdepth + 1))
+        tiles = Signal(16)              # TILE: header field, then tiles still to come out
+        n_values = Signal(range(vdepth + 1))    # TILE values, ECHO bytes received
+        n_words = Signal(range(wdepth + 1))     # CONFIG writes, then encoder words
+        lane = Signal(3)                # CONFIG: byte of the write; TILE: header byte
         lo_byte = Signal(8)
         half = Signal()                 # int16 values: low byte held
-        config_word = Signal(64)        # CONFIG: bytes of one write, little endian
         timeout = Signal(range(self.timeout_cycles + 1))
 
         # -- codec phases ----------------------------------------------------------------------
         feed_addr = Signal(range(max(vdepth, wdepth) + 1))
         feed_valid = Signal()
-        lasts = Signal(16)
         received = Signal(range(vdepth + 1))
         idle = Signal(range(self.idle_limit + 1))
+        cycles = Signal(32)
         enc_cycles = Signal(32)
-        dec_cycles = Signal(32)
         status = Signal(8)
 
-        # -- reply state -----------------------------------------------------------------------
-        reply_code = Signal(8)
-        reply_len = Signal(16)
-        fixed_len = Signal(range(P.INFO_BYTES + 1))
-        reply_words = Signal(range(wdepth + 1))
-        reply_values = Signal(range(vdepth + 1))
-        reply_vb = Signal(range(3))
-        idx = Signal(16)                # byte of the section being sent
-        item = Signal(16)               # word or value of the section being sent
+        # -- reply -----------------------------------------------------------------------------
+        reply = Signal(8)               # reply code; the reply's shape follows from it
+        tx_crc = Signal(16)
+        idx = Signal(5)                 # byte within the fixed part, a word or a value
+        item = Signal(range(max(vdepth, wdepth) + 1))   # word or value being sent
 
         m.d.comb += self.rx.ready.eq(1)
         rx_byte = self.rx.payload
         got = self.rx.valid
+        tx_byte = self.tx.payload
+        sent = self.tx.valid & self.tx.ready
 
         # A lane's output is drained outside its phase (see the module docstring).
         m.d.comb += [self.enc_o.ready.eq(1), self.dec_o.ready.eq(1)]
 
-        def start_reply(rcode, length_, fixed, words=0, values=0, vbytes=0):
-            m.d.sync += [reply_code.eq(rcode), reply_len.eq(length_), fixed_len.eq(fixed),
-                         reply_words.eq(words), reply_values.eq(values), reply_vb.eq(vbytes),
-                         idx.eq(0), crc.eq(0xFFFF)]
+        # What each reply carries, from its code and the request's counters.
+        fixed_len = Signal(range(P.INFO_BYTES + 1))
+        reply_len = Signal(16)
+        reply_words = Signal.like(n_words)
+        reply_values = Signal.like(n_values)
+        value_bytes = Signal(2)
+        with m.Switch(reply):
+            with m.Case(P.INFO | P.REPLY):
+                m.d.comb += [fixed_len.eq(P.INFO_BYTES), reply_len.eq(P.INFO_BYTES)]
+            with m.Case(P.ECHO | P.REPLY):
+                m.d.comb += [reply_len.eq(n_values), reply_values.eq(n_values),
+                             value_bytes.eq(1)]
+            with m.Case(P.CONFIG | P.REPLY):
+                m.d.comb += [fixed_len.eq(2), reply_len.eq(2)]
+            with m.Case(P.TILE | P.REPLY):
+                m.d.comb += [fixed_len.eq(P.RESULT_HEADER_BYTES),
+                             reply_len.eq(P.RESULT_HEADER_BYTES + (n_words << 3)
+                                          + (n_values << (vb - 1))),
+                             reply_words.eq(n_words), reply_values.eq(n_values),
+                             value_bytes.eq(vb)]
+            with m.Default():   # ERROR
+                m.d.comb += [fixed_len.eq(2), reply_len.eq(2)]
+
+        def start_reply(code_value):
+            m.d.sync += [reply.eq(code_value), idx.eq(0), tx_crc.eq(0xFFFF)]
             m.next = "TX_HEAD"
 
         def start_error(code_value):
             m.d.sync += err.eq(code_value)
-            start_reply(P.ERROR, 2, 2)
+            start_reply(P.ERROR)
+
+        # A frame that stalls is abandoned; outside the receive states `timeout` stays 0.
+        receiving = Signal()
+        with m.If(receiving & ~got):
+            m.d.sync += timeout.eq(timeout + 1)
+        with m.Else():
+            m.d.sync += timeout.eq(0)
+
+        # The received frame's CRC covers code, length and payload.
+        rx_crc_en = Signal()
+        with m.If(rx_crc_en & got):
+            m.d.sync += rx_crc.eq(crc16_next(rx_crc, rx_byte))
+
+        # The sent frame's CRC likewise.
+        tx_crc_en = Signal()
+        with m.If(tx_crc_en & sent):
+            m.d.sync += tx_crc.eq(crc16_next(tx_crc, tx_byte))
+
+        def receive(crc=True):
+            m.d.comb += [receiving.eq(1), rx_crc_en.eq(crc)]
+            with m.If(timeout == self.timeout_cycles):
+                start_error(P.ERR_TIMEOUT)
 
         # Length rules of each request, checked when the length is complete.
-        new_len = Cat(length[:8], rx_byte)
+        new_len = Cat(remaining[:8], rx_byte)
         len_ok = Signal()
         with m.Switch(code):
             with m.Case(P.INFO):
@@ -184,42 +226,30 @@ class HostLink(wiring.Component):
                 m.d.comb += len_ok.eq((new_len >= P.TILE_HEADER_BYTES) & (new_len <= limit)
                                       & even)
 
-        # A frame that stalls is abandoned; outside the receive states `timeout` stays 0.
-        receiving = Signal()
-        with m.If(receiving & ~got):
-            m.d.sync += timeout.eq(timeout + 1)
-        with m.Else():
-            m.d.sync += timeout.eq(0)
-
-        def receive():
-            m.d.comb += receiving.eq(1)
-            with m.If(timeout == self.timeout_cycles):
-                start_error(P.ERR_TIMEOUT)
-
         with m.FSM():
             # -- receive a request ---------------------------------------------------------
             with m.State("SYNC"):
                 with m.If(got & (rx_byte == P.SYNC)):
-                    m.d.sync += [crc.eq(0xFFFF), err.eq(0), count.eq(0), half.eq(0),
-                                 n_values.eq(0), n_words.eq(0), tiles.eq(0)]
+                    m.d.sync += [rx_crc.eq(0xFFFF), err.eq(0), half.eq(0), lane.eq(0),
+                                 n_values.eq(0), n_words.eq(0)]
                     m.next = "CODE"
 
             with m.State("CODE"):
                 receive()
                 with m.If(got):
-                    m.d.sync += [code.eq(rx_byte), crc.eq(crc16_next(crc, rx_byte))]
+                    m.d.sync += code.eq(rx_byte)
                     m.next = "LEN0"
 
             with m.State("LEN0"):
                 receive()
                 with m.If(got):
-                    m.d.sync += [length[:8].eq(rx_byte), crc.eq(crc16_next(crc, rx_byte))]
+                    m.d.sync += remaining[:8].eq(rx_byte)
                     m.next = "LEN1"
 
             with m.State("LEN1"):
                 receive()
                 with m.If(got):
-                    m.d.sync += [length.eq(new_len), crc.eq(crc16_next(crc, rx_byte))]
+                    m.d.sync += remaining.eq(new_len)
                     known = Cat(*(code == c for c in P.REQUESTS)).any()
                     with m.If(~known):
                         m.d.sync += err.eq(P.ERR_COMMAND)
@@ -236,81 +266,76 @@ class HostLink(wiring.Component):
             with m.State("PAYLOAD"):
                 receive()
                 with m.If(got):
-                    m.d.sync += [count.eq(count + 1), crc.eq(crc16_next(crc, rx_byte))]
-                    with m.If(count + 1 == length):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(remaining == 1):
                         m.next = "CRC0"
                     with m.If(err == 0):
-                        self._store(m, code, count, rx_byte, vmem_w, wmem_w, n_values, n_words,
-                                    tiles, lo_byte, half, config_word)
+                        self._store(m, code, rx_byte, vmem_w, wmem_w, n_values, n_words, tiles,
+                                    lane, lo_byte, half)
 
             with m.State("CRC0"):
-                receive()
+                receive(crc=False)
                 with m.If(got):
                     m.d.sync += crc_lo.eq(rx_byte)
                     m.next = "CRC1"
 
             with m.State("CRC1"):
-                receive()
+                receive(crc=False)
                 with m.If(got):
-                    with m.If(Cat(crc_lo, rx_byte) != crc):
+                    m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), received.eq(0),
+                                 idle.eq(0), cycles.eq(0), status.eq(0)]
+                    with m.If(Cat(crc_lo, rx_byte) != rx_crc):
                         start_error(P.ERR_CHECKSUM)
                     with m.Elif(err != 0):
                         start_error(err)
+                    with m.Elif(code == P.CONFIG):
+                        m.next = "CONFIG"
+                    with m.Elif(code == P.TILE):
+                        m.d.sync += n_words.eq(0)
+                        m.next = "ENCODE"
                     with m.Else():
-                        m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), lasts.eq(0),
-                                     received.eq(0), idle.eq(0), enc_cycles.eq(0),
-                                     dec_cycles.eq(0), status.eq(0)]
-                        with m.Switch(code):
-                            with m.Case(P.INFO):
-                                start_reply(P.INFO | P.REPLY, P.INFO_BYTES, P.INFO_BYTES)
-                            with m.Case(P.ECHO):
-                                start_reply(P.ECHO | P.REPLY, length, 0, values=count,
-                                            vbytes=1)
-                            with m.Case(P.CONFIG):
-                                m.next = "CONFIG"
-                            with m.Case(P.TILE):
-                                m.d.sync += n_words.eq(0)
-                                m.next = "ENCODE"
+                        start_reply(code | P.REPLY)
 
             # -- act on it -----------------------------------------------------------------
             with m.State("CONFIG"):
                 # One write per clock: the read issued in one clock is on `cfg` in the next.
                 m.d.comb += [wmem_r.addr.eq(feed_addr), wmem_r.en.eq(1),
                              self.cfg.valid.eq(feed_valid),
-                             self.cfg.payload.addr.eq(wmem_r.data.data[:20]),
-                             self.cfg.payload.data.eq(wmem_r.data.data[32:64])]
+                             self.cfg.payload.addr.eq(wmem_r.data[:20]),
+                             self.cfg.payload.data.eq(wmem_r.data[32:64])]
                 m.d.sync += [feed_valid.eq(feed_addr < n_words),
                              feed_addr.eq(feed_addr + (feed_addr < n_words))]
                 with m.If((feed_addr == n_words) & ~feed_valid):
-                    start_reply(P.CONFIG | P.REPLY, 2, 2)
+                    start_reply(P.CONFIG | P.REPLY)
 
             with m.State("ENCODE"):
-                m.d.sync += enc_cycles.eq(enc_cycles + 1)
+                m.d.sync += cycles.eq(cycles + 1)
                 progress = self._feed(m, vmem_r, self.enc_i, feed_addr, feed_valid, n_values,
                                       lambda d: d)
                 with m.If(self.enc_o.valid):
                     m.d.comb += progress.eq(1)
                     with m.If(n_words < wdepth):
-                        m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.en.eq(1),
-                                     wmem_w.data.data.eq(self.enc_o.payload.data),
-                                     wmem_w.data.first.eq(self.enc_o.payload.first),
-                                     wmem_w.data.last.eq(self.enc_o.payload.last)]
+                        m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.en.eq(all_lanes),
+                                     wmem_w.data.eq(Cat(self.enc_o.payload.data,
+                                                        self.enc_o.payload.first,
+                                                        self.enc_o.payload.last))]
                         m.d.sync += n_words.eq(n_words + 1)
                     with m.Else():
                         m.d.sync += status.eq(status | P.STATUS_WORD_OVERFLOW)
-                    with m.If(self.enc_o.payload.last):
-                        m.d.sync += lasts.eq(lasts + 1)
+                    with m.If(self.enc_o.payload.last & (tiles != 0)):
+                        m.d.sync += tiles.eq(tiles - 1)
                 self._watch(m, progress, idle)
-                with m.If((feed_addr == n_values) & ~feed_valid & (lasts == tiles)):
-                    m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), idle.eq(0)]
+                with m.If((feed_addr == n_values) & ~feed_valid & (tiles == 0)):
+                    m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), idle.eq(0),
+                                 enc_cycles.eq(cycles), cycles.eq(0)]
                     m.next = "DECODE"
                 with m.Elif(idle == self.idle_limit):
                     start_error(P.ERR_STALL)
 
             with m.State("DECODE"):
-                m.d.sync += dec_cycles.eq(dec_cycles + 1)
+                m.d.sync += cycles.eq(cycles + 1)
                 progress = self._feed(m, wmem_r, self.dec_i, feed_addr, feed_valid, n_words,
-                                      lambda d: Cat(d.data, d.last))
+                                      lambda d: Cat(d[:64], d[65]))
                 with m.If(self.dec_error):
                     m.d.sync += status.eq(status | P.STATUS_DECODE_ERROR)
                 with m.If(self.dec_o.valid):
@@ -321,46 +346,39 @@ class HostLink(wiring.Component):
                         m.d.sync += received.eq(received + 1)
                 self._watch(m, progress, idle)
                 all_fed = (feed_addr == n_words) & ~feed_valid
-                tile_len = (P.RESULT_HEADER_BYTES + (n_words << 3)
-                            + (n_values << (vb - 1)))
                 with m.If((all_fed & (received == n_values))
                           | ((idle == self.idle_limit) & status[0])):
-                    start_reply(P.TILE | P.REPLY, tile_len, P.RESULT_HEADER_BYTES,
-                                words=n_words, values=n_values, vbytes=vb)
+                    start_reply(P.TILE | P.REPLY)
                 with m.Elif(idle == self.idle_limit):
                     start_error(P.ERR_STALL)
 
             # -- send the reply ------------------------------------------------------------
-            tx_byte = self.tx.payload
-            sent = self.tx.valid & self.tx.ready
-
             with m.State("TX_HEAD"):
-                m.d.comb += self.tx.valid.eq(1)
-                with m.Switch(idx):
+                m.d.comb += [self.tx.valid.eq(1), tx_crc_en.eq(idx != 0)]
+                with m.Switch(idx[:2]):
                     with m.Case(0):
                         m.d.comb += tx_byte.eq(P.SYNC)
                     with m.Case(1):
-                        m.d.comb += tx_byte.eq(reply_code)
+                        m.d.comb += tx_byte.eq(reply)
                     with m.Case(2):
                         m.d.comb += tx_byte.eq(reply_len[:8])
                     with m.Case(3):
                         m.d.comb += tx_byte.eq(reply_len[8:])
                 with m.If(sent):
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx != 0):
-                        m.d.sync += crc.eq(crc16_next(crc, tx_byte))
                     with m.If(idx == 3):
                         m.d.sync += [idx.eq(0), item.eq(0)]
                         m.next = "TX_FIXED"
 
             with m.State("TX_FIXED"):
-                fixed = self._fixed_bytes(reply_code, status, n_words, enc_cycles, dec_cycles,
-                                          count, err, code)
-                m.d.comb += [self.tx.valid.eq(idx < fixed_len), tx_byte.eq(fixed[idx[:5]])]
+                fixed = self._fixed_byte(m, reply, idx, status, n_words, enc_cycles, cycles, err,
+                                         code)
+                m.d.comb += [self.tx.valid.eq(idx < fixed_len), tx_byte.eq(fixed),
+                             tx_crc_en.eq(1)]
                 with m.If(sent):
-                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc16_next(crc, tx_byte))]
+                    m.d.sync += idx.eq(idx + 1)
                 with m.If(idx >= fixed_len):
-                    m.d.sync += [idx.eq(0), item.eq(0)]
+                    m.d.sync += idx.eq(0)
                     m.next = "TX_WORD_READ"
 
             # Words and values: read one (a clock), then send its bytes, least significant first.
@@ -369,15 +387,15 @@ class HostLink(wiring.Component):
                 with m.If(item < reply_words):
                     m.next = "TX_WORD"
                 with m.Else():
-                    m.d.sync += [idx.eq(0), item.eq(0)]
+                    m.d.sync += item.eq(0)
                     m.next = "TX_VALUE_READ"
 
             with m.State("TX_WORD"):
-                m.d.comb += [self.tx.valid.eq(1),
-                             tx_byte.eq(wmem_r.data.data.word_select(idx[:3], 8))]
+                m.d.comb += [self.tx.valid.eq(1), tx_crc_en.eq(1),
+                             tx_byte.eq(wmem_r.data.word_select(idx[:3], 8))]
                 with m.If(sent):
-                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc16_next(crc, tx_byte))]
-                    with m.If(idx == 7):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx[:3] == 7):
                         m.d.sync += [idx.eq(0), item.eq(item + 1)]
                         m.next = "TX_WORD_READ"
 
@@ -386,46 +404,44 @@ class HostLink(wiring.Component):
                 with m.If(item < reply_values):
                     m.next = "TX_VALUE"
                 with m.Else():
-                    m.d.sync += idx.eq(0)
                     m.next = "TX_CRC"
 
             with m.State("TX_VALUE"):
-                m.d.comb += [self.tx.valid.eq(1),
+                m.d.comb += [self.tx.valid.eq(1), tx_crc_en.eq(1),
                              tx_byte.eq(vmem_r.data.word_select(idx[:1], 8))]
                 with m.If(sent):
-                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc16_next(crc, tx_byte))]
-                    with m.If(idx + 1 == reply_vb):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx[:1] + 1 == value_bytes):
                         m.d.sync += [idx.eq(0), item.eq(item + 1)]
                         m.next = "TX_VALUE_READ"
 
             with m.State("TX_CRC"):
-                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(crc.word_select(idx[:1], 8))]
+                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(tx_crc.word_select(idx[:1], 8))]
                 with m.If(sent):
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == 1):
-                        m.d.sync += self.error.eq(reply_code == P.ERROR)
+                    with m.If(idx[:1] == 1):
+                        m.d.sync += self.error.eq(reply == P.ERROR)
                         m.next = "SYNC"
 
         return m
 
-    def _store(self, m, code, count, byte, vmem_w, wmem_w, n_values, n_words, tiles, lo_byte,
-               half, config_word):
+    def _store(self, m, code, byte, vmem_w, wmem_w, n_values, n_words, tiles, lane, lo_byte,
+               half):
         """Put one payload byte where its request keeps it."""
         with m.Switch(code):
             with m.Case(P.ECHO):
-                m.d.comb += [vmem_w.addr.eq(count), vmem_w.data.eq(byte), vmem_w.en.eq(1)]
+                m.d.comb += [vmem_w.addr.eq(n_values), vmem_w.data.eq(byte), vmem_w.en.eq(1)]
+                m.d.sync += n_values.eq(n_values + 1)
             with m.Case(P.CONFIG):
-                word = Cat(config_word[8:], byte)
-                m.d.sync += config_word.eq(word)
-                with m.If(count[:3] == 7):
-                    m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.data.data.eq(word),
-                                 wmem_w.en.eq(1)]
+                # Byte `lane` of write `n_words` goes straight into its byte lane of the row.
+                m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.data.eq(byte.replicate(9)),
+                             wmem_w.en.eq(1 << lane)]
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(lane == 7):
                     m.d.sync += n_words.eq(n_words + 1)
             with m.Case(P.TILE):
-                with m.If(count == 0):
-                    m.d.sync += tiles[:8].eq(byte)
-                with m.Elif(count == 1):
-                    m.d.sync += tiles[8:].eq(byte)
+                with m.If(lane != 2):
+                    m.d.sync += [lane.eq(lane + 1), tiles.word_select(lane[0], 8).eq(byte)]
                 with m.Else():
                     if self.value_bytes == 2:
                         m.d.sync += [lo_byte.eq(byte), half.eq(~half)]
@@ -457,23 +473,19 @@ class HostLink(wiring.Component):
         with m.Elif(idle != self.idle_limit):
             m.d.sync += idle.eq(idle + 1)
 
-    def _fixed_bytes(self, reply_code, status, n_words, enc_cycles, dec_cycles, count, err,
-                     code):
-        """The fixed part of each reply's payload: an Array of bytes indexed by byte number."""
+    def _fixed_byte(self, m, reply, idx, status, n_words, enc_cycles, dec_cycles, err, code):
+        """Byte `idx` of the fixed part of the reply's payload (a comb signal)."""
+        byte = Signal(8)
         tile = Cat(status, n_words, Const(0, 16 - len(n_words)), enc_cycles, dec_cycles)
-        writes = count >> 3
-        cases = {
-            P.INFO | P.REPLY: [Const(b, 8) for b in self.info.pack()],
-            P.CONFIG | P.REPLY: [writes[:8], writes[8:16]],
-            P.TILE | P.REPLY: [tile[8 * i:8 * i + 8] for i in range(P.RESULT_HEADER_BYTES)],
-            P.ERROR: [err, code],
-        }
-        size = max(len(v) for v in cases.values())
-        fixed = []
-        for i in range(size):
-            byte = Const(0, 8)
-            for rcode, values in cases.items():
-                if i < len(values):
-                    byte = Mux(reply_code == rcode, values[i], byte)
-            fixed.append(byte)
-        return Array(fixed)
+        info = Array(Const(b, 8) for b in self.info.pack())
+        with m.Switch(reply):
+            with m.Case(P.INFO | P.REPLY):
+                m.d.comb += byte.eq(info[idx])
+            with m.Case(P.CONFIG | P.REPLY):
+                m.d.comb += byte.eq(Cat(n_words, Const(0, 16 - len(n_words))).word_select(
+                    idx[0], 8))
+            with m.Case(P.TILE | P.REPLY):
+                m.d.comb += byte.eq(tile.word_select(idx[:4], 8))
+            with m.Default():
+                m.d.comb += byte.eq(Mux(idx[0], code, err))
+        return byte

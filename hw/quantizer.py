@@ -14,8 +14,9 @@ Stream contract (both blocks)
   quantizer; dqmul, dqshift for the dequantizer) are held in small on-chip memories.
 
 Throughput one value per clock; latency 5 clocks. Stages: class map read, class parameter read,
-multiply, rounding shift, clamp. The whole pipeline moves on one enable, `~o.valid | o.ready`, so
-payload and valid hold while `o.ready` is low and `i.ready` equals that enable.
+multiply, rounding shift, clamp. A stage takes a new value when it is empty or its value moves on,
+so payload and valid hold while `o.ready` is low, bubbles close up under back-pressure, and
+`i.ready` is combinational from `o.ready` through one OR per stage.
 
 The shift field holds 0..63. Every shift above `w` (the product width) gives 0 exactly as
 `round_shift` does, so the shift is saturated at `w + 1` and the rounding adder is only `w + 2` bits
@@ -76,8 +77,14 @@ class _ScaleStage(wiring.Component):
         cfg_index = index(cfg.payload.addr)
         class_bits = max(ceil_log2(self.max_classes), 1)
 
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        # Stage k takes a new value when it is empty or its value moves on (en[k + 1]), so
+        # bubbles close up under back-pressure; en[5] is the output register's.
+        v = [None] + [Signal(name=f"v{k}") for k in range(1, 5)]
+        en = [None] + [Signal(name=f"en{k}") for k in range(1, 6)]
+        m.d.comb += en[5].eq(~self.o.valid | self.o.ready)
+        for k in range(4, 0, -1):
+            m.d.comb += en[k].eq(~v[k] | en[k + 1])
+        m.d.comb += self.i.ready.eq(en[1])
 
         class_map = Memory(shape=class_bits, depth=self.max_channels, init=[])
         m.submodules.class_map = class_map
@@ -89,7 +96,7 @@ class _ScaleStage(wiring.Component):
                      & (cfg_index < self.max_channels)),
         ]
         class_read = class_map.read_port()
-        m.d.comb += [class_read.addr.eq(self.i.payload.comp), class_read.en.eq(en)]
+        m.d.comb += [class_read.addr.eq(self.i.payload.comp), class_read.en.eq(en[1])]
 
         params = {}
         for field, (name, shape) in self._fields.items():
@@ -103,46 +110,45 @@ class _ScaleStage(wiring.Component):
                          & (cfg_index[3:] < self.max_classes)),
             ]
             rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(class_read.data), rp.en.eq(en)]
+            m.d.comb += [rp.addr.eq(class_read.data), rp.en.eq(en[2])]
             params[name] = rp.data
 
         # Stage 1: class map answers. Stage 2: class parameters answer.
-        v1, y1 = Signal(), Signal(signed(self.in_width))
-        comp1, tl1 = Signal(COMP_BITS), Signal()
-        v2, y2 = Signal(), Signal(signed(self.in_width))
-        comp2, tl2 = Signal(COMP_BITS), Signal()
-        with m.If(en):
+        y1, comp1, tl1 = Signal(signed(self.in_width)), Signal(COMP_BITS), Signal()
+        y2, comp2, tl2 = Signal(signed(self.in_width)), Signal(COMP_BITS), Signal()
+        with m.If(en[1]):
             m.d.sync += [
-                v1.eq(self.i.valid), y1.eq(self.i.payload.data),
+                v[1].eq(self.i.valid), y1.eq(self.i.payload.data),
                 comp1.eq(self.i.payload.comp), tl1.eq(self.i.payload.tile_last),
-                v2.eq(v1), y2.eq(y1), comp2.eq(comp1), tl2.eq(tl1),
             ]
+        with m.If(en[2]):
+            m.d.sync += [v[2].eq(v[1]), y2.eq(y1), comp2.eq(comp1), tl2.eq(tl1)]
 
         # Stage 3: the product; the shift is saturated (see the module docstring).
         mul, shift = self._mul_shift(params)
         prod_width = self.in_width + MUL_BITS + 1
         shift_max = prod_width + 1
-        v3, p3 = Signal(), Signal(signed(prod_width))
+        p3 = Signal(signed(prod_width))
         s3 = Signal(range(shift_max + 1))
         comp3, tl3 = Signal(COMP_BITS), Signal()
         lim_shape = unsigned(self.out_width - 1)
         lim3, zero3 = Signal(lim_shape), Signal()
         lim2, zero2 = self._limit(params)
-        with m.If(en):
+        with m.If(en[3]):
             m.d.sync += [
-                v3.eq(v2), p3.eq(y2 * mul), s3.eq(Mux(shift > shift_max, shift_max, shift)),
+                v[3].eq(v[2]), p3.eq(y2 * mul), s3.eq(Mux(shift > shift_max, shift_max, shift)),
                 comp3.eq(comp2), tl3.eq(tl2), lim3.eq(lim2), zero3.eq(zero2),
             ]
 
         # Stage 4: round half up and shift.
-        v4, r4 = Signal(), Signal(signed(prod_width + 2))
+        r4 = Signal(signed(prod_width + 2))
         comp4, tl4 = Signal(COMP_BITS), Signal()
         lim4, zero4 = Signal(lim_shape), Signal()
         round_const = Signal(signed(prod_width + 2))
         m.d.comb += round_const.eq((1 << s3) >> 1)
-        with m.If(en):
+        with m.If(en[4]):
             m.d.sync += [
-                v4.eq(v3), r4.eq((p3 + round_const) >> s3),
+                v[4].eq(v[3]), r4.eq((p3 + round_const) >> s3),
                 comp4.eq(comp3), tl4.eq(tl3), lim4.eq(lim3), zero4.eq(zero3),
             ]
 
@@ -150,9 +156,9 @@ class _ScaleStage(wiring.Component):
         lo4 = Signal(signed(self.out_width))
         m.d.comb += lo4.eq(-lim4 - 1)
         clamped = Mux(r4 > lim4, lim4, Mux(r4 < lo4, lo4, r4))
-        with m.If(en):
+        with m.If(en[5]):
             m.d.sync += [
-                self.o.valid.eq(v4),
+                self.o.valid.eq(v[4]),
                 self.o.payload.data.eq(Mux(zero4, 0, clamped)),
                 self.o.payload.comp.eq(comp4),
                 self.o.payload.tile_last.eq(tl4),

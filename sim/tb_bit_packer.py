@@ -13,12 +13,66 @@ Data: `writes`, `in_coded_value`, `in_coded_nbits`, `in_raw_value`, `in_raw_nbit
 
 from __future__ import annotations
 
+import dataclasses
+
 import cocotb
+import numpy as np
 
 from hw.bit_packer import packed_word
 from hw.vlc_encoder import token_pair
 from sim.runner import load_data, load_params
 from sim.tb_vlc_encoder import reset_mid_stream, run_stream
+
+# -- pytest side: stimulus and the golden word stream ----------------------------------------
+def packer_data(profile, q, image_pixels: int | None = None, tile_first: int = 0,
+                tile_step: int = 1) -> dict[str, np.ndarray]:
+    """Data file of a packer run: writes, the golden token pairs of q, and the golden words.
+
+    The words are the tiles of the compacted DRAM image (golden.container.encode_q) without its
+    index table: every tile's header and chosen payload, back to back, as the packer sends them.
+    Lane numbering (`tile_first`, `tile_step`) rewrites each header's tile number and CRC.
+    """
+    from golden.bit_packer import TILE_NO_MOD, tile_check
+    from golden.container import encode_q
+    from golden.profile import config_writes
+    from golden.vlc_encoder import raw_tokens, tokens
+    from sim.tb_framed import tile_ends
+
+    pixels, channels = q.shape
+    image_pixels = pixels if image_pixels is None else image_pixels
+    assert pixels % image_pixels == 0
+    compacted = dataclasses.replace(profile, layout="compacted")
+    enc = encode_q(q, (pixels // image_pixels, channels, 1, image_pixels), compacted)
+    words = enc.image[enc.table_words:].copy()
+    offset = enc.tile_offset - enc.table_words
+    first = np.zeros(words.size, dtype=np.int64)
+    last = np.zeros(words.size, dtype=np.int64)
+    first[offset] = 1
+    last[offset + enc.tile_payload_words] = 1
+    for t, (off, pw) in enumerate(zip(offset.tolist(), enc.tile_payload_words.tolist())):
+        if (tile_first, tile_step) == (0, 1):
+            break
+        low = int(words[off]) & 0x003FFFFF | ((tile_first + tile_step * t) % TILE_NO_MOD) << 22
+        words[off] = np.uint64(low | tile_check(words[off + 1:off + 1 + pw], low) << 32)
+
+    ends = np.zeros((pixels, channels), dtype=np.int64)
+    ends[:, -1] = tile_ends(pixels, profile.tile_pixels, image_pixels)
+    cv, cn = tokens(q, profile)
+    rv, rn = raw_tokens(q, profile)
+    return {
+        "writes": config_writes(profile, image_pixels=image_pixels).astype(np.int64),
+        "in_coded_value": cv.reshape(-1).astype(np.int64),
+        "in_coded_nbits": cn.reshape(-1),
+        "in_raw_value": rv.reshape(-1).astype(np.int64),
+        "in_raw_nbits": rn.reshape(-1),
+        "in_tile_last": ends.reshape(-1),
+        "exp_data": words.view(np.int64),
+        "exp_first": first,
+        "exp_last": last,
+        "tile_mode": enc.tile_mode,
+        "tile_payload_words": enc.tile_payload_words,
+    }
+
 
 IN_TEMPLATE = {"coded": {"value": 0, "nbits": 0}, "raw": {"value": 0, "nbits": 0},
                "tile_last": 0}

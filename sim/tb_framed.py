@@ -2,20 +2,21 @@
 
 The Framer, Transform, InverseTransform, Quantizer and Dequantizer all take a configuration
 stream (`cfg`, always ready) and turn one stream of values into another, one value per clock.
-One bench serves them all: it programs the block with the golden profile's configuration writes,
-streams the input through `StreamSource` with random valid gaps, takes the output through
-`StreamSink` with random ready stalls (its `HandshakeChecker` fails the test on any payload or
-valid change while not ready), and hands every received value back to pytest, where the single
-comparison with the golden model sits.
+One bench serves them all. A run is a list of segments, back to back without a reset; each
+programs the block with configuration writes (a golden profile's `config_writes`, as a layer
+change would), streams its input through `StreamSource` with random valid gaps, and takes the
+output through `StreamSink` with random ready stalls (its `HandshakeChecker` fails the test on any
+payload or valid change while not ready). Every received value goes back to pytest, where the
+single comparison with the golden model sits.
 
-Each run also leaves a record `{test, block, lanes, values, cycles, mismatches, ...}`:
-`record.json` next to the outputs, and one line appended to the JSON-lines file named by
-`FMCODEC_RECORD` when that is set (what `make sim` collects into build/reports/sim.json).
-`cycles` runs from the clock that takes the first input to the clock that delivers the last
-output, so pipeline fill is included.
+Each segment also leaves a record `{test, block, lanes, values, cycles, mismatches, ...}`: a line
+in `records.jsonl` next to the outputs, and one appended to the JSON-lines file named by
+`FMCODEC_RECORD` when that is set (for `make sim` to collect into build/reports/sim.json).
+`cycles` runs from the clock that takes the segment's first input to the clock that delivers its
+last output, so pipeline fill is included.
 
-Pytest side: `verilog_for(component, name)` writes the Verilog that `run_cocotb` takes, and
-`framed_data(...)` packs the arrays the bench reads.
+Pytest side: `design_verilog` / `verilog_for` write the Verilog that `run_cocotb` takes,
+`framed_values`, `tile_ends`, `segment` and `framed_data` build the data the bench reads.
 """
 
 from __future__ import annotations
@@ -80,6 +81,20 @@ def feature_map(channels: int, height: int, width: int) -> np.ndarray:
     return correlated_tensor(channels, height, width, seed=1)
 
 
+_verilog_cache: dict = {}
+
+
+def design_verilog(cls, **kwargs) -> Path:
+    """`verilog_for(cls(**kwargs))`, converted once per process for each class and parameters
+    (conversion takes seconds for the larger blocks; the compiled model is cached by the runner).
+    """
+    key = (cls, tuple(sorted(kwargs.items())))
+    if key not in _verilog_cache:
+        tag = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()))
+        _verilog_cache[key] = verilog_for(cls(**kwargs), f"{cls.__name__}-{tag}")
+    return _verilog_cache[key]
+
+
 def framed_values(values, tile_last, channels: int) -> dict[str, np.ndarray]:
     """(P, C) values and per-pixel tile ends -> the flat stream arrays of a framed stream."""
     values = np.asarray(values, dtype=np.int64)
@@ -92,19 +107,50 @@ def framed_values(values, tile_last, channels: int) -> dict[str, np.ndarray]:
 
 
 def tile_ends(pixels: int, tile_pixels: int, image_pixels: int) -> np.ndarray:
-    """Per pixel: 1 when it closes a tile (docs/FORMAT.md, "Tiles")."""
-    k = np.arange(pixels)
-    in_image = k % image_pixels
-    return ((in_image % tile_pixels == tile_pixels - 1) | (in_image == image_pixels - 1)).astype(
-        np.int64)
+    """Per pixel: 1 when it closes a tile, from the golden container's tiling (`pixels` must be
+    whole images)."""
+    from golden.container import tiling
+
+    if pixels % image_pixels:
+        raise ValueError(f"{pixels} pixels are not whole images of {image_pixels}")
+    t = tiling((pixels // image_pixels, 1, 1, image_pixels), tile_pixels)
+    ends = np.zeros(pixels, dtype=np.int64)
+    ends[t.start + t.count - 1] = 1
+    return ends
 
 
-def framed_data(writes, inputs: dict, expected: dict) -> dict[str, np.ndarray]:
-    """The data file of one bench run: config writes, input stream, expected output stream."""
-    out = {"writes": np.asarray(writes, dtype=np.int64).reshape(-1, 2)}
-    out.update({f"in_{k}": np.asarray(v, dtype=np.int64) for k, v in inputs.items()})
-    out.update({f"exp_{k}": np.asarray(v, dtype=np.int64) for k, v in expected.items()})
-    return out
+def segment(writes, inputs: dict, expected: dict, name: str = "", valid_prob: float = 1.0,
+            ready_prob: float = 1.0) -> dict:
+    """One segment of a bench run: configuration writes (may be empty), then an input stream
+    and the output stream it must produce, at the given valid and ready probabilities."""
+    return {"writes": writes, "inputs": inputs, "expected": expected, "name": name,
+            "valid_prob": valid_prob, "ready_prob": ready_prob}
+
+
+def framed_data(segments: list[dict]) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The data file and the `params["segments"]` entry of a bench run of `segments`.
+
+    The segments run back to back without a reset: every one reprograms the block (as a layer
+    change does) only after the previous one's outputs are all out.
+    """
+    data: dict[str, np.ndarray] = {}
+    info = []
+    for k, seg in enumerate(segments):
+        data[f"s{k}_writes"] = np.asarray(seg["writes"], dtype=np.int64).reshape(-1, 2)
+        for key, v in seg["inputs"].items():
+            data[f"s{k}_in_{key}"] = np.asarray(v, dtype=np.int64)
+        for key, v in seg["expected"].items():
+            data[f"s{k}_exp_{key}"] = np.asarray(v, dtype=np.int64)
+        info.append({"name": seg["name"] or f"segment{k}", "valid_prob": seg["valid_prob"],
+                     "ready_prob": seg["ready_prob"]})
+    return data, info
+
+
+def expected_stream(data: dict) -> dict[str, np.ndarray]:
+    """The expected output stream of a whole run (all segments), as the bench returns it."""
+    n = sum(1 for k in data if k.endswith("_writes"))
+    return {f: np.concatenate([data[f"s{k}_exp_{f}"] for k in range(n)])
+            for f in ("data", "comp", "tile_last")}
 
 
 # -- cocotb side ---------------------------------------------------------------------------------
@@ -126,19 +172,24 @@ async def program(dut, writes) -> None:
     dut.cfg__valid.value = 0
 
 
-def _stream_items(data: dict, prefix: str) -> list[dict]:
-    d, c, t = data[f"{prefix}_data"], data[f"{prefix}_comp"], data[f"{prefix}_tile_last"]
-    return [{"data": int(a), "comp": int(b), "tile_last": int(e)} for a, b, e in zip(d, c, t,
-                                                                                     strict=True)]
+STREAM_FIELDS = ("data", "comp", "tile_last")
+
+
+def stream_items(data: dict, prefix: str, raw: bool = False) -> list:
+    if raw:
+        return [int(v) for v in data[f"{prefix}_data"]]
+    cols = [data[f"{prefix}_{f}"] for f in STREAM_FIELDS]
+    return [dict(zip(STREAM_FIELDS, map(int, row), strict=True))
+            for row in zip(*cols, strict=True)]
 
 
 async def run_framed(dut, *, in_shape, out_shape, data: dict, params: dict, block: str,
-                     clock_running: bool = False) -> dict:
-    """Program, stream, collect, compare and record one run; return the record.
+                     clock_running: bool = False) -> list[dict]:
+    """Reset, then run every segment (program, stream, collect), record; return the records.
 
     `in_shape` is the payload shape of `i` (a framed layout, or a plain signed shape for the
-    Framer, whose input carries only `data`). Data-path mismatches do not fail here: pytest owns
-    that comparison. Lost or extra values and handshake violations do fail here.
+    Framer, whose input carries only `data`: `params["raw_input"]`). Data-path mismatches do not
+    fail here: pytest owns that comparison. Lost or extra values and handshake violations do.
     """
     from cocotb.triggers import ClockCycles
 
@@ -149,54 +200,64 @@ async def run_framed(dut, *, in_shape, out_shape, data: dict, params: dict, bloc
     if not clock_running:
         await start_clock(dut, CLOCK_NS)
     await reset(dut)
-    await program(dut, data["writes"])
-
-    if params.get("raw_input"):
-        inputs = [int(v) for v in data["in_data"]]
-    else:
-        inputs = _stream_items(data, "in")
-    expected = _stream_items(data, "exp")
-    src = StreamSource(dut, "i", shape=in_shape, valid_prob=params.get("valid_prob", 1.0),
-                       seed=seed)
-    snk = StreamSink(dut, "o", shape=out_shape, ready_prob=params.get("ready_prob", 1.0),
-                     seed=seed ^ 0x5EED)
-    src.send(inputs)
-    slack = 64 * 1000
-    got = await snk.receive(len(expected), timeout_cycles=slack + 20 * len(expected))
+    src = StreamSource(dut, "i", shape=in_shape, seed=seed)
+    snk = StreamSink(dut, "o", shape=out_shape, seed=seed ^ 0x5EED)
+    records = []
+    total = 0
+    for k, seg in enumerate(params["segments"]):
+        await program(dut, data[f"s{k}_writes"])
+        inputs = stream_items(data, f"s{k}_in", raw=params.get("raw_input", False))
+        expected = stream_items(data, f"s{k}_exp")
+        src.valid_prob, snk.ready_prob = seg["valid_prob"], seg["ready_prob"]
+        sent0, got0 = len(src.sent_times_ns), len(snk.received)
+        src.send(inputs)
+        await snk.receive(got0 + len(expected), timeout_cycles=64 * 1000 + 20 * len(expected))
+        await src.wait_idle(timeout_cycles=64 * 1000)
+        cycles = 0
+        if expected and inputs:
+            cycles = int(round((snk.received_times_ns[-1] - src.sent_times_ns[sent0])
+                               / CLOCK_NS)) + 1
+        got = snk.received[got0:]
+        mismatches = sum(g != e for g, e in zip(got, expected, strict=True))
+        name = params.get("test", block)
+        if len(params["segments"]) > 1:
+            name = f"{name}/{seg['name']}"
+        records.append({
+            "test": name, "block": block, "lanes": 1, "values": len(expected),
+            "cycles": cycles, "cycles_per_value": cycles / max(len(expected), 1),
+            "mismatches": int(mismatches), "valid_prob": seg["valid_prob"],
+            "ready_prob": seg["ready_prob"], "seed": seed,
+        })
+        total += len(expected)
     # Anything beyond the expected count is a duplicated value.
     await ClockCycles(dut.clk, 32)
-    extra = len(snk.received) - len(expected)
+    extra = len(snk.received) - total
     snk.stop()
     src.stop()
     assert extra == 0, f"{block}: {extra} values more than sent"
 
-    arr = {k: np.asarray([g[k] for g in got], dtype=np.int64) for k in ("data", "comp",
-                                                                         "tile_last")}
-    mismatches = int(sum(np.count_nonzero(arr[k] != data[f"exp_{k}"]) for k in arr))
-    cycles = int(round((snk.received_times_ns[len(expected) - 1] - src.sent_times_ns[0])
-                       / CLOCK_NS)) + 1
-    record = {
-        "test": params.get("test", block), "block": block, "lanes": 1,
-        "values": len(expected), "cycles": cycles,
-        "cycles_per_value": cycles / max(len(expected), 1), "mismatches": mismatches,
-        "valid_prob": params.get("valid_prob", 1.0), "ready_prob": params.get("ready_prob", 1.0),
-        "seed": seed,
-    }
-    extra_ports = {}
+    arrays = {f: np.asarray([g[f] for g in snk.received], dtype=np.int64)
+              for f in STREAM_FIELDS}
+    ports = {}
     if hasattr(dut, "error"):
-        extra_ports["error"] = int(dut.error.value)
-        record["error"] = extra_ports["error"]
-    save_outputs(**arr, cycles=cycles, mismatches=mismatches, **extra_ports)
-    write_record(record)
-    return record
+        ports["error"] = int(dut.error.value)
+    for r in records:
+        r.update(ports)
+        write_record(r)
+    save_outputs(**arrays, **ports,
+                 **{key: np.asarray([r[key] for r in records], dtype=np.int64)
+                    for key in ("values", "cycles", "mismatches")})
+    return records
 
 
 def write_record(record: dict) -> None:
+    """Leave a run's record: `records.jsonl` in the run folder, and a line in `$FMCODEC_RECORD`."""
     from sim.runner import OUT_ENV
 
     out = os.environ.get(OUT_ENV)
     if out:
-        Path(out).with_name("record.json").write_text(json.dumps(record, indent=1) + "\n")
+        with open(Path(out).with_name("records.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
     path = os.environ.get(RECORD_ENV)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

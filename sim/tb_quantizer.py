@@ -4,7 +4,7 @@ The pytest side (tests/test_hw_quantizer.py) builds the profile, the input strea
 output stream; this test drives the generated Verilog through the shared framed-value bench
 (sim/tb_framed.py) and hands the received stream back for the comparison.
 
-Params: `block`, `test`, `in_width`, `out_width`, `valid_prob`, `ready_prob`.
+Params: `block`, `test`, `in_width`, `out_width`, `segments`.
 """
 
 from __future__ import annotations

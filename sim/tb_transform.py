@@ -4,8 +4,9 @@ The pytest side (tests/test_hw_transform.py) builds the profile, the input strea
 output stream; these tests drive the generated Verilog through the shared framed-value bench
 (sim/tb_framed.py) and hand the received stream back for the comparison.
 
-Params: `block`, `test`, `in_width`, `out_width`, `valid_prob`, `ready_prob`, `group`,
-`channels`; for `transform_reset_mid_tile` also `abort_after` (values sent before the reset).
+Params: `block`, `test`, `in_width`, `out_width`, `segments`, `group`, `channels`,
+`max_channels`; for `transform_reset_mid_tile` also `abort_after` (values of the first segment
+sent before the reset).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hw.config import GLOBAL_CHANNELS, GLOBAL_GROUP, REGION_GLOBAL
 from hw.framing import framed
 from sim.runner import load_data, load_params
 from sim.streams import StreamSink, StreamSource, reset, start_clock
-from sim.tb_framed import CLOCK_NS, program, run_framed
+from sim.tb_framed import CLOCK_NS, stream_items, program, run_framed
 
 
 def _shapes(params):
@@ -44,10 +45,8 @@ async def transform_reset_mid_tile(dut):
     in_shape, out_shape = _shapes(params)
     await start_clock(dut, CLOCK_NS)
     await reset(dut)
-    await program(dut, data["writes"])
-    items = [{"data": int(d), "comp": int(c), "tile_last": int(t)}
-             for d, c, t in zip(data["in_data"], data["in_comp"], data["in_tile_last"],
-                                strict=True)]
+    await program(dut, data["s0_writes"])
+    items = stream_items(data, "s0_in")
     src = StreamSource(dut, "i", shape=in_shape, valid_prob=0.9)
     snk = StreamSink(dut, "o", shape=out_shape, ready_prob=0.3)
     src.send(items[:params["abort_after"]])
@@ -69,7 +68,7 @@ async def transform_error_flag(dut):
     n, c = params["group"], params["channels"]
     await start_clock(dut, CLOCK_NS)
     await reset(dut)
-    await program(dut, data["writes"])
+    await program(dut, data["s0_writes"])
     await ClockCycles(dut.clk, 2)
     assert int(dut.error.value) == 0, "error set after a matching configuration"
 

@@ -61,7 +61,9 @@ def read_front(q_width: int = 16, max_channels: int = 1 << 10, max_classes: int 
             m = Module()
             m.submodules.unpacker = unpacker = BitUnpacker()
             m.submodules.decoder = decoder = VlcDecoder(q_width, max_channels, max_classes)
-            wiring.connect(m, wiring.flipped(self.cfg), unpacker.cfg, decoder.cfg)
+            for block in (unpacker, decoder):    # the configuration is broadcast
+                m.d.comb += [block.cfg.valid.eq(self.cfg.valid),
+                             block.cfg.payload.eq(self.cfg.payload)]
             wiring.connect(m, wiring.flipped(self.i), unpacker.i)
             wiring.connect(m, unpacker.o, decoder.i)
             wiring.connect(m, decoder.o, wiring.flipped(self.o))
@@ -105,6 +107,52 @@ def payload_stream(tiles) -> dict[str, np.ndarray]:
     return {"data": np.concatenate(words).astype(np.uint64),
             "last": np.asarray(last, np.int64), "raw": np.asarray(raw, np.int64),
             "empty": np.asarray(empty, np.int64)}
+
+
+# Ways to damage a tile as a reader delivers it (header word first). Header fields: length bits
+# 0..19, mode 20..21, tile number 22..31, CRC 32..63.
+CORRUPTIONS = ("payload_bit", "length_bit", "mode_bit", "tile_bit", "crc_bit", "truncate",
+               "header_only", "extra_words", "random_word")
+_HEADER_BITS = {"length_bit": (0, 20), "mode_bit": (20, 22), "tile_bit": (22, 32),
+                "crc_bit": (32, 64)}
+
+
+def corrupt(tile: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A damaged copy of one tile's words (header + payload); the reader's `last` stays on the
+    final word it delivers, so truncation and extra words change the tile's extent."""
+    t = np.asarray(tile, np.uint64).copy()
+    payload = t.size - 1
+    if kind in _HEADER_BITS:
+        lo, hi = _HEADER_BITS[kind]
+        t[0] ^= np.uint64(1) << np.uint64(rng.integers(lo, hi))
+    elif kind == "payload_bit":
+        t[1 + rng.integers(payload)] ^= np.uint64(1) << np.uint64(rng.integers(64))
+    elif kind == "random_word":
+        t[1 + rng.integers(payload)] = np.uint64(rng.integers(0, 1 << 63)) * np.uint64(2) + \
+            np.uint64(1)
+    elif kind == "truncate":
+        t = t[:1 + rng.integers(payload)]
+    elif kind == "header_only":
+        t = t[:1]
+    elif kind == "extra_words":
+        extra = rng.integers(0, 1 << 62, size=int(rng.integers(1, 4)), dtype=np.int64)
+        t = np.concatenate([t, extra.astype(np.uint64)])
+    else:
+        raise ValueError(f"unknown corruption {kind!r}")
+    return t
+
+
+def corrupt_tiles(tiles, rng, every: int = 3, kinds=CORRUPTIONS):
+    """Damage every `every`-th tile with payload words (starting at tile 1), cycling through
+    `kinds`; return the new tile list and {tile: kind}. Tiles after a damaged one stay good."""
+    out, bad = list(tiles), {}
+    for n, t in enumerate(range(1, len(tiles), every)):
+        if tiles[t].size < 2:
+            continue
+        kind = kinds[n % len(kinds)]
+        out[t] = corrupt(tiles[t], kind, rng)
+        bad[t] = kind
+    return out, bad
 
 
 def expected_values(q, profile, tile_count, bad_tiles=()) -> dict[str, np.ndarray]:

@@ -18,44 +18,47 @@ from golden.quantizer import dequantize, quantize
 from golden.transform import build_matrices, forward, inverse, to_pixels
 from hw.transform import Y_BITS, InverseTransform, Transform, _sclamp
 from sim.runner import run_cocotb
-from sim.tb_framed import feature_map, framed_data, framed_values, tile_ends, verilog_for
+from sim.tb_framed import (design_verilog, expected_stream, feature_map, framed_data,
+                           framed_values, segment, tile_ends)
 
 pytestmark = pytest.mark.hw
 
 MAX_CHANNELS = 64
-RATES = {"stalls": (0.7, 0.6), "full_rate": (1.0, 1.0)}
+FWD8 = {"in_width": 8, "group": 8, "max_channels": MAX_CHANNELS}
+STALLS = {"valid_prob": 0.7, "ready_prob": 0.6}
+FULL_RATE = {"valid_prob": 1.0, "ready_prob": 1.0}
 MAX_CYCLES_PER_VALUE = 1.02
 
 
-def _run(design, name, testcase, profile, x_in, y_out, image_pixels, rate="stalls",
-         in_width=8, out_width=Y_BITS, seed=1, **extra):
-    pixels = x_in.shape[0]
-    ends = tile_ends(pixels, profile.tile_pixels, image_pixels)
-    data = framed_data(config_writes(profile, image_pixels=image_pixels),
-                       framed_values(x_in, ends, profile.channels),
-                       framed_values(y_out, ends, profile.channels))
-    valid_prob, ready_prob = RATES[rate]
-    params = {"block": type(design).__name__, "test": name, "in_width": in_width,
-              "out_width": out_width, "valid_prob": valid_prob, "ready_prob": ready_prob,
-              "group": profile.group, "channels": profile.channels,
-              "max_channels": MAX_CHANNELS, **extra}
-    result = run_cocotb(verilog_for(design, f"{type(design).__name__}-{name}"),
-                        "sim.tb_transform", testcase=testcase, data=data, params=params,
-                        seed=seed)
-    out = result.outputs
+def _segment(profile, x_in, y_out, image_pixels, name="", rates=STALLS):
+    """A segment: program `profile`, stream the (P, C) `x_in`, expect the (P, C) `y_out`."""
+    ends = tile_ends(x_in.shape[0], profile.tile_pixels, image_pixels)
+    return segment(config_writes(profile, image_pixels=image_pixels),
+                   framed_values(x_in, ends, profile.channels),
+                   framed_values(y_out, ends, profile.channels), name, **rates)
+
+
+def _run(cls, kwargs, name, segments, testcase="transform_stream", in_width=8,
+         out_width=Y_BITS, seed=1, **extra):
+    data, info = framed_data(segments)
+    prof_channels = int(data["s0_in_comp"].max()) + 1
+    params = {"block": cls.__name__.lstrip("_"), "test": name, "in_width": in_width,
+              "out_width": out_width, "segments": info, "group": kwargs["group"],
+              "channels": prof_channels, "max_channels": MAX_CHANNELS, **extra}
+    out = run_cocotb(design_verilog(cls, **kwargs), "sim.tb_transform", testcase=testcase,
+                     data=data, params=params, seed=seed).outputs
     if testcase != "transform_error_flag":
         # The one comparison: every value, component and tile flag, in stream order.
-        expected = {k[4:]: v for k, v in data.items() if k.startswith("exp_")}
+        expected = expected_stream(data)
         out["equal"] = all(np.array_equal(out[k], expected[k]) for k in expected)
     return out
 
 
-def _check(out, rate):
-    assert out["equal"], f"{int(out['mismatches'])} mismatching fields"
+def _check(out, full_rate_segments=()):
+    assert out["equal"], f"{int(out['mismatches'].sum())} mismatching fields"
     assert int(out["error"]) == 0
-    values = len(out["data"])
-    if rate == "full_rate":
-        per_value = int(out["cycles"]) / values
+    for k in full_rate_segments:
+        per_value = int(out["cycles"][k]) / int(out["values"][k])
         assert per_value <= MAX_CYCLES_PER_VALUE, f"{per_value:.4f} cycles/value"
 
 
@@ -69,13 +72,14 @@ def fmap():
     return x, calibrate(x, transform="pca", group=8, bits=6, tile_pixels=3)
 
 
-@pytest.mark.parametrize("rate", list(RATES))
-def test_forward_feature_map(fmap, rate):
+def test_forward_feature_map(fmap):
+    """At full rate into an always-ready sink (cycles measured), then under stalls."""
     x, prof = fmap
     pixels = to_pixels(x)
-    out = _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), f"fmap-{rate}",
-               "transform_stream", prof, pixels, forward(pixels, prof), 64, rate)
-    _check(out, rate)
+    y = forward(pixels, prof)
+    out = _run(Transform, FWD8, "fmap", [_segment(prof, pixels, y, 64, "full_rate", FULL_RATE),
+                                         _segment(prof, pixels, y, 64, "stalls")])
+    _check(out, full_rate_segments=[0])
 
 
 def _extreme_profile(frac_bits, channels=16, group=8, dtype="int8"):
@@ -105,16 +109,17 @@ def _extreme_pixels(channels, rng, lo=-128, hi=127, pixels=48):
     return np.asarray(rows, dtype=np.int64)
 
 
-@pytest.mark.parametrize("frac_bits", [0, 12, 16])
-def test_forward_extremes(frac_bits, rng):
-    prof = _extreme_profile(frac_bits)
-    x = _extreme_pixels(prof.channels, rng)
-    y = forward(x, prof)
-    if frac_bits == 0:
-        assert (y == -(1 << 23)).any() and (y == (1 << 23) - 1).any(), "must reach the clamp"
-    out = _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), f"extreme-f{frac_bits}",
-               "transform_stream", prof, x, y, 20)
-    _check(out, "stalls")
+def test_forward_extremes(rng):
+    """F = 0 (every sum saturates), 12 and 16 (rounding ties), reprogrammed between segments."""
+    segments = []
+    for frac_bits in (0, 12, 16):
+        prof = _extreme_profile(frac_bits)
+        x = _extreme_pixels(prof.channels, rng)
+        y = forward(x, prof)
+        if frac_bits == 0:
+            assert (y == -(1 << 23)).any() and (y == (1 << 23) - 1).any(), "must reach the clamp"
+        segments.append(_segment(prof, x, y, 20, f"f{frac_bits}"))
+    _check(_run(Transform, FWD8, "extremes", segments))
 
 
 def test_forward_group16_dct_int16(rng):
@@ -126,25 +131,24 @@ def test_forward_group16_dct_int16(rng):
                    offsets=offsets, class_map=np.zeros(c, dtype=np.int64),
                    classes=[ClassParams(mode="raw")], tile_pixels=4, dtype="int16")
     x = _extreme_pixels(c, rng, -32768, 32767, pixels=40)
-    out = _run(Transform(in_width=16, group=16, max_channels=MAX_CHANNELS), "dct16",
-               "transform_stream", prof, x, forward(x, prof), 10, in_width=16)
-    _check(out, "stalls")
+    out = _run(Transform, {"in_width": 16, "group": 16, "max_channels": MAX_CHANNELS}, "dct16",
+               [_segment(prof, x, forward(x, prof), 10)], in_width=16)
+    _check(out)
 
 
 def test_forward_reset_mid_tile(fmap):
     x, prof = fmap
     pixels = to_pixels(x)[:16]
-    out = _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), "reset",
-               "transform_reset_mid_tile", prof, pixels, forward(pixels, prof), 64,
-               abort_after=5 * 64 + 13)
-    _check(out, "stalls")
+    out = _run(Transform, FWD8, "reset", [_segment(prof, pixels, forward(pixels, prof), 64)],
+               testcase="transform_reset_mid_tile", abort_after=5 * 64 + 13)
+    _check(out)
 
 
 def test_forward_error_flag(fmap):
     _, prof = fmap
     pixels = np.zeros((1, prof.channels), dtype=np.int64)
-    _run(Transform(in_width=8, group=8, max_channels=MAX_CHANNELS), "error",
-         "transform_error_flag", prof, pixels, pixels, 1)
+    _run(Transform, FWD8, "error", [_segment(prof, pixels, pixels, 1)],
+         testcase="transform_error_flag")
 
 
 class _WrongClampTransform(Transform):
@@ -163,24 +167,24 @@ class _WrongClampTransform(Transform):
 def test_forward_wrong_hardware_is_caught(rng):
     prof = _extreme_profile(0)
     x = _extreme_pixels(prof.channels, rng)
-    out = _run(_WrongClampTransform(in_width=8, group=8, max_channels=MAX_CHANNELS), "wrong",
-               "transform_stream", prof, x, forward(x, prof), 20)
+    out = _run(_WrongClampTransform, FWD8, "wrong", [_segment(prof, x, forward(x, prof), 20)])
     assert not out["equal"] and int(out["mismatches"]) > 0
 
 
 # -- inverse -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rate", list(RATES))
-def test_inverse_feature_map(fmap, rate):
-    """The read path as it runs: yh = dequantize(quantize(forward(x)))."""
+def test_inverse_feature_map(fmap):
+    """The read path as it runs, yh = dequantize(quantize(forward(x))): at full rate, then
+    under stalls."""
     x, prof = fmap
     pixels = to_pixels(x)
     yh = dequantize(quantize(forward(pixels, prof), prof), prof)
-    out = _run(InverseTransform(dtype="int8", group=8, max_channels=MAX_CHANNELS),
-               f"inv-fmap-{rate}", "transform_stream", prof, yh, inverse(yh, prof), 64, rate,
-               in_width=Y_BITS, out_width=8)
-    _check(out, rate)
+    xh = inverse(yh, prof)
+    out = _run(InverseTransform, {"dtype": "int8", "group": 8, "max_channels": MAX_CHANNELS},
+               "inv-fmap", [_segment(prof, yh, xh, 64, "full_rate", FULL_RATE),
+                            _segment(prof, yh, xh, 64, "stalls")], in_width=Y_BITS, out_width=8)
+    _check(out, full_rate_segments=[0])
 
 
 @pytest.mark.parametrize("dtype,relu,width", [("int8", True, 8), ("uint8", False, 9),
@@ -193,7 +197,7 @@ def test_inverse_extremes(dtype, relu, width, rng):
     yh[8:16] = rng.integers(-4096 * 200, 4096 * 200, size=(8, prof.channels))  # inside range
     xh = inverse(yh, prof)
     assert (xh == prof.dtype_range[1]).any()
-    out = _run(InverseTransform(dtype=dtype, group=8, max_channels=MAX_CHANNELS),
-               f"inv-extreme-{dtype}", "transform_stream", prof, yh, xh, 20,
-               in_width=Y_BITS, out_width=width)
-    _check(out, "stalls")
+    out = _run(InverseTransform, {"dtype": dtype, "group": 8, "max_channels": MAX_CHANNELS},
+               f"inv-extremes-{dtype}", [_segment(prof, yh, xh, 20)], in_width=Y_BITS,
+               out_width=width)
+    _check(out)

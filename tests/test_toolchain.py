@@ -9,7 +9,6 @@ that drops data, that payload packing matches Amaranth's own layout, and that th
 The cocotb testbenches live in this file too (named without ``test_`` so pytest leaves them).
 """
 
-
 import os
 import shutil
 import subprocess
@@ -24,8 +23,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.runner import SimulationFailed, load_data, load_params, run_cocotb, save_outputs
-from sim.streams import Field, HandshakeChecker, Payload, StreamSink, StreamSource, reset
-from sim.streams import start_clock
+from sim.streams import (
+    Field,
+    HandshakeChecker,
+    Payload,
+    StreamSink,
+    StreamSource,
+    reset,
+    start_clock,
+)
 
 THIS = sys.modules[__name__]
 
@@ -98,7 +104,8 @@ async def adder_tb(dut):
     src = StreamSource(dut, "i", shape=Pair(), valid_prob=p["valid_prob"], seed=p["seed"])
     snk = StreamSink(dut, "o", shape=SumDiff(), ready_prob=p["ready_prob"], seed=p["seed"] + 1)
     src.send(
-        {"a": int(a), "b": int(b), "tag": int(t)} for a, b, t in zip(d["a"], d["b"], d["tag"])
+        {"a": int(a), "b": int(b), "tag": int(t)}
+        for a, b, t in zip(d["a"], d["b"], d["tag"], strict=True)
     )
     got = await snk.receive(len(d["a"]))
     await src.wait_idle(timeout_cycles=10)
@@ -123,12 +130,14 @@ async def adder_wrong_expectation_tb(dut):
 
 @cocotb.test()
 async def lossy_tb(dut):
+    standalone = load_params()["standalone_checker"]
     await start_clock(dut)
     await reset(dut)
-    HandshakeChecker(dut, "o")
+    if standalone:
+        HandshakeChecker(dut, "o")
     src = StreamSource(dut, "i", valid_prob=1.0, seed=1)
     # The sink never takes anything, so the first output beat must be held; it is not.
-    StreamSink(dut, "o", ready_prob=0.0, seed=2, check=False)
+    StreamSink(dut, "o", ready_prob=0.0, seed=2, check=not standalone)
     src.send([0x5A])
     await src.wait_idle(timeout_cycles=100)
     for _ in range(4):
@@ -170,9 +179,15 @@ def test_failing_testbench_fails_pytest():
 
 
 @pytest.mark.hw
-def test_handshake_checker_catches_dropped_valid():
-    with pytest.raises(SimulationFailed, match="valid dropped without a transfer"):
-        run_cocotb(LossyPassthrough, THIS, testcase="lossy_tb")
+@pytest.mark.parametrize("standalone", [True, False], ids=["checker", "sink"])
+def test_handshake_check_catches_dropped_valid(standalone):
+    with pytest.raises(SimulationFailed, match="o: valid dropped without a transfer"):
+        run_cocotb(
+            LossyPassthrough,
+            THIS,
+            testcase="lossy_tb",
+            params={"standalone_checker": standalone},
+        )
 
 
 def test_stream_port_names():

