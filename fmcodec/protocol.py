@@ -87,7 +87,7 @@ TILE_HEADER_BYTES = 2       # tiles u16
 RESULT_HEADER_BYTES = 11    # status u8, words u16, encoder cycles u32, decoder cycles u32
 WORD_BYTES = 8
 
-_INFO = struct.Struct("<BBBBHHIIB")
+_INFO = struct.Struct("<BBBBHHIIBH")
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -126,12 +126,17 @@ def encode_frame(code: int, payload: bytes = b"") -> bytes:
     return bytes([SYNC]) + body + struct.pack("<H", crc16(body))
 
 
-class FrameParser:
-    """Bytes in, whole frames out; bytes before a sync byte and frames with a bad CRC are dropped
-    and counted (`skipped`, `bad_crc`), as the board does with what it receives."""
+KNOWN_CODES = frozenset((*REQUESTS, *(c | REPLY for c in REQUESTS), ERROR))
 
-    def __init__(self):
+
+class FrameParser:
+    """Bytes in, whole frames out. Bytes before a sync byte are skipped; a sync byte followed by
+    an unknown code, or starting a frame whose CRC fails, is taken for data and skipped too, and
+    the search goes on from the next byte (`skipped`, `bad_crc` count them)."""
+
+    def __init__(self, codes=KNOWN_CODES):
         self._buf = bytearray()
+        self.codes = frozenset(codes)
         self.skipped = 0
         self.bad_crc = 0
 
@@ -147,6 +152,10 @@ class FrameParser:
             if start:
                 self.skipped += start
                 del self._buf[:start]
+            if len(self._buf) >= 2 and self._buf[1] not in self.codes:
+                self.skipped += 1
+                del self._buf[:1]
+                continue
             if len(self._buf) < HEADER_BYTES:
                 return frames
             code, length = struct.unpack_from("<BH", self._buf, 1)
@@ -229,19 +238,21 @@ class Info:
     clk_hz: int
     baud: int
     group: int          # transform group N of the lanes (0 in a link-only design)
+    max_channels: int   # widest layer the lanes take (0 in a link-only design)
 
     def pack(self) -> bytes:
         return _INFO.pack(self.version, self.design, self.lanes, DTYPES.index(self.dtype),
-                          self.value_depth, self.word_depth, self.clk_hz, self.baud, self.group)
+                          self.value_depth, self.word_depth, self.clk_hz, self.baud, self.group,
+                          self.max_channels)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Info:
         if len(payload) != _INFO.size:
             raise ProtocolError(f"INFO reply of {len(payload)} bytes, expected {_INFO.size}")
-        version, design, lanes, dt, vdepth, wdepth, clk, baud, group = _INFO.unpack(payload)
+        version, design, lanes, dt, vdepth, wdepth, clk, baud, group, maxc = _INFO.unpack(payload)
         if dt >= len(DTYPES):
             raise ProtocolError(f"INFO reply names unknown dtype code {dt}")
-        return cls(version, design, lanes, DTYPES[dt], vdepth, wdepth, clk, baud, group)
+        return cls(version, design, lanes, DTYPES[dt], vdepth, wdepth, clk, baud, group, maxc)
 
     @property
     def max_tile_payload(self) -> int:

@@ -7,7 +7,10 @@ Stream contract
 - `o`: `packed_word()`: `data` (64 bits), `first` on a tile's header word, `last` on its final
   word (a tile with an empty payload is one word with both). Per tile: the header word, then the
   payload words of the chosen payload, in container order (docs/FORMAT.md, "Tiles").
-- `cfg`: only the commit write (global 7) is used: it restarts the tile number at `tile_first`.
+- `cfg`: only the commit write (global 7) is used: it restarts the tile number at `tile_first`
+  and clears `error`.
+- `error`: set when a raw payload overran the tile buffer (the profile's tiles are larger than
+  `max_tile_words`; such a tile goes out cut short), held until the next commit.
 
 Both payloads of a tile are packed side by side as the tokens arrive, LSB first (stream bit b is
 bit b % 64 of word b // 64, the last word zero-padded), each into its own tile buffer and through
@@ -17,15 +20,19 @@ header (length, mode, tile number mod 1024, CRC-32 over the payload bytes follow
 depends on all of it, hence whole-tile buffers; they are double-buffered (banks 0 and 1) so the
 next tile packs while the previous one is sent.
 
-Throughput one token pair per clock sustained, while sending a tile (1 + its payload words
-cycles at an always-ready sink) takes no longer than packing the next one; a bank frees when its
-last word is sent. Latency from the tile's last token to its header on `o`: 4 clocks.
-Pipeline: P (token into a 64-bit accumulator, a full word out), W (word into the buffer and the
-CRC), F (mode choice and header), E (header, then payload words read from the buffer).
+Throughput one token pair per clock sustained as long as sending a tile (1 + payload words
+clocks into an always-ready sink, + 5 clocks of latency) takes no longer than packing the next
+one (its values), i.e. tiles of more than ~payload + 6 values; a bank frees when its last word is
+sent, and the input stalls while both banks wait to be sent. Latency from taking the tile's last
+token to its header on `o`: 5 clocks. Pipeline: P (token into a 64-bit accumulator, full word
+out; a tile's end waits one clock in `pend`), W (word into the buffer and the CRC), F (mode
+choice and header), E (header, then payload words read from the buffer). `i.ready` depends on
+registers only; `o.ready` reaches the E stage and the buffer read enables combinationally.
 
-Storage: 4 x `max_tile_words` x 64 bits (coded and raw buffers, two banks each).
-`max_tile_words` must be at least the raw words of the largest tile the profiles use
-(`Profile.raw_words(tile_pixels)`); a longer coded payload is not stored (the tile goes raw).
+Storage: two memories (coded, raw) of 2 x `max_tile_words` x 64 bits (two banks each), one write
+and one read port each. `max_tile_words` must be at least the raw words of the largest tile the
+profiles use (`Profile.raw_words(tile_pixels)`); a longer coded payload is not stored (the tile
+goes raw, so it is never needed).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -66,6 +73,7 @@ class BitPacker(wiring.Component):
             "cfg": In(config_signature()),
             "i": In(stream.Signature(token_pair())),
             "o": Out(stream.Signature(packed_word())),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -99,20 +107,28 @@ class BitPacker(wiring.Component):
         fin = {}                               # final word count and CRC state of the tile
         fin_valid = Signal()
         fin_bank = Signal()
+        overflow = Signal()
         for name in ("coded", "raw"):
-            banks = []
-            for b in range(2):
-                mem = Memory(shape=WORD_BITS, depth=depth, init=[])
-                m.submodules[f"{name}{b}"] = mem
-                banks.append(mem)
-            mems[name] = banks
-            fin[name] = self._payload(m, name, self.i.p[name], take, tile_end, wb, banks,
-                                      depth, count_shape, fin_valid, fin_bank)
+            # Both banks in one memory (bank b from word b * depth): one write port and one read
+            # port, and on FPGAs whose block RAMs are deeper than a tile, half the RAMs.
+            mem = Memory(shape=WORD_BITS, depth=2 * depth, init=[])
+            m.submodules[name] = mem
+            mems[name] = mem
+            fin[name] = self._payload(m, name, self.i.p[name], take, tile_end, wb, mem,
+                                      depth, count_shape, fin_valid, fin_bank, overflow)
+
+        # A raw payload longer than the buffer: the profile's tiles are too large for this
+        # instance; such tiles go out cut short (and fail their length check when read).
+        commit = (self.cfg.valid & (region(self.cfg.p.addr) == REGION_GLOBAL) &
+                  (index(self.cfg.p.addr) == GLOBAL_COMMIT))
+        with m.If(commit):
+            m.d.sync += self.error.eq(0)
+        with m.Elif(overflow):
+            m.d.sync += self.error.eq(1)
 
         # -- F: mode choice and header -------------------------------------------------------------
         tile_no = Signal(TILE_NO_BITS, init=self.tile_first)
-        with m.If(self.cfg.valid & (region(self.cfg.p.addr) == REGION_GLOBAL) &
-                  (index(self.cfg.p.addr) == GLOBAL_COMMIT)):
+        with m.If(commit):
             m.d.sync += tile_no.eq(self.tile_first)
 
         header = Array(Signal(WORD_BITS, name=f"header{b}") for b in range(2))
@@ -121,12 +137,18 @@ class BitPacker(wiring.Component):
 
         coded_words, coded_crc = fin["coded"]
         raw_words, raw_crc = fin["raw"]
-        f_raw = coded_words >= raw_words
-        f_len = Mux(f_raw, raw_words, coded_words)
-        f_len20 = Signal(LEN_BITS)
-        m.d.comb += f_len20.eq(f_len)
-        f_low = Cat(f_len20, f_raw, Const(0, 1), tile_no)     # header bits 0..31
-        f_check = crc32_next(Mux(f_raw, raw_crc, coded_crc), f_low) ^ CRC32_XOROUT
+        # Signals, not expressions: the CRC matrix takes every bit of its inputs apart.
+        f_raw = Signal()
+        f_len = Signal(count_shape)
+        f_low = Signal(32)                     # header bits 0..31
+        f_state = Signal(32)
+        m.d.comb += [
+            f_raw.eq(coded_words >= raw_words),
+            f_len.eq(Mux(f_raw, raw_words, coded_words)),
+            f_low.eq(Cat(f_len, Const(0, LEN_BITS - len(f_len)), f_raw, Const(0, 1), tile_no)),
+            f_state.eq(Mux(f_raw, raw_crc, coded_crc)),
+        ]
+        f_check = crc32_next(f_state, f_low) ^ CRC32_XOROUT
         with m.If(fin_valid):
             m.d.sync += [
                 header[fin_bank].eq(Cat(f_low, f_check)),
@@ -143,17 +165,16 @@ class BitPacker(wiring.Component):
         sending = Signal()                     # header sent, payload words follow
         epos = Signal(count_shape)             # next payload word to read
         e_raw = Signal()                       # payload the read data comes from
-        e_bank = Signal()
 
+        # The read after a tile's last word (epos = length, possibly = depth) is never used.
+        rd_addr = Signal(range(2 * depth))
+        m.d.comb += rd_addr.eq(Mux(eb, depth, 0) + Mux(epos < depth, epos, 0))
         rd = {}
         for name in ("coded", "raw"):
-            for b in range(2):
-                port = mems[name][b].read_port()
-                m.d.comb += [port.addr.eq(epos), port.en.eq(advance)]
-                rd[name, b] = port.data
-        word = Mux(e_raw,
-                   Mux(e_bank, rd["raw", 1], rd["raw", 0]),
-                   Mux(e_bank, rd["coded", 1], rd["coded", 0]))
+            port = mems[name].read_port()
+            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(advance)]
+            rd[name] = port.data
+        word = Mux(e_raw, rd["raw"], rd["coded"])
 
         done = Signal()
         with m.If(advance):
@@ -164,7 +185,6 @@ class BitPacker(wiring.Component):
                     self.o.p.first.eq(1),
                     self.o.p.last.eq(length[eb] == 0),
                     e_raw.eq(use_raw[eb]),
-                    e_bank.eq(eb),
                 ]
                 with m.If(ready.bit_select(eb, 1)):
                     with m.If(length[eb] == 0):
@@ -193,8 +213,8 @@ class BitPacker(wiring.Component):
         return m
 
     @staticmethod
-    def _payload(m, name, tok, take, tile_end, wb, banks, depth, count_shape, fin_valid,
-                 fin_bank):
+    def _payload(m, name, tok, take, tile_end, wb, mem, depth, count_shape, fin_valid,
+                 fin_bank, overflow):
         """P and W of one payload; returns its (words, crc state) at the tile's end (valid with
         `fin_valid`, which both payloads drive identically: their tiles end together)."""
         width = len(tok.value)
@@ -244,13 +264,12 @@ class BitPacker(wiring.Component):
         fwords = Signal(count_shape, name=f"{name}_fin_words")
         fcrc = Signal(32, name=f"{name}_fin_crc")
         room = words < depth
-        for b, mem in enumerate(banks):
-            port = mem.write_port()
-            m.d.comb += [
-                port.addr.eq(words),
-                port.data.eq(ev.word),
-                port.en.eq(ev.has_word & room & (ev.bank == b)),
-            ]
+        port = mem.write_port()
+        m.d.comb += [
+            port.addr.eq(words + Mux(ev.bank, depth, 0)),
+            port.data.eq(ev.word),
+            port.en.eq(ev.has_word & room),
+        ]
         new_words = Mux(ev.has_word & room, words + 1, words)
         new_crc = Mux(ev.has_word, crc32_next(crc, ev.word), crc)
         with m.If(ev.end):
@@ -259,4 +278,5 @@ class BitPacker(wiring.Component):
             m.d.sync += [words.eq(new_words), crc.eq(new_crc)]
         if name == "raw":
             m.d.sync += [fin_valid.eq(ev.end), fin_bank.eq(ev.bank)]
+            m.d.comb += overflow.eq(ev.has_word & ~room)
         return fwords, fcrc

@@ -53,6 +53,7 @@ class Lanes:
     encoder: Callable[[], Any]
     decoder: Callable[[], Any]
     group: int
+    max_channels: int
     count: int = 1
 
 
@@ -63,19 +64,26 @@ def lanes_available() -> tuple[bool, str]:
     return True, ""
 
 
+IN_WIDTH = {"int8": 8, "uint8": 9, "int16": 16}   # the encoder lane's signed input
+
+
 def codec_lanes(dtype: str = "int8", group: int = 8, max_channels: int = 64,
-                max_tile_words: int = 256, coder: str = "huffman", **kwargs) -> Lanes:
-    """The real codec lanes; LanesMissing while they do not exist."""
+                max_tile_words: int = 64) -> Lanes:
+    """One encoder lane and one decoder lane (hw/encoder_lane.py, hw/decoder_lane.py);
+    LanesMissing while they do not exist."""
     ok, why = lanes_available()
     if not ok:
         raise LanesMissing(why)
     from hw.decoder_lane import DecoderLane
     from hw.encoder_lane import EncoderLane
 
-    params = dict(dtype=dtype, group=group, max_channels=max_channels,
-                  max_tile_words=max_tile_words, **kwargs)
-    return Lanes(encoder=lambda: EncoderLane(**params), decoder=lambda: DecoderLane(**params),
-                 group=group)
+    if dtype not in IN_WIDTH:
+        raise ValueError(f"dtype {dtype!r} not one of {tuple(IN_WIDTH)}")
+    return Lanes(
+        encoder=lambda: EncoderLane(in_width=IN_WIDTH[dtype], group=group,
+                                    max_channels=max_channels, max_tile_words=max_tile_words),
+        decoder=lambda: DecoderLane(dtype=dtype, group=group, max_channels=max_channels),
+        group=group, max_channels=max_channels)
 
 
 def _value(payload):
@@ -97,7 +105,7 @@ class BoardCore(wiring.Component):
 
     def __init__(self, *, clk_freq: float, baud: int = P.DEFAULT_BAUD, dtype: str = "int8",
                  value_depth: int = 1024, word_depth: int = 256, lanes: Lanes | None = None,
-                 idle_limit: int = 1 << 16):
+                 idle_limit: int = 1 << 16, frame_timeout_s: float = P.FRAME_TIMEOUT_S):
         self.clk_freq = clk_freq
         self.baud = baud
         self.divisor = uart_divisor(clk_freq, baud)
@@ -106,6 +114,7 @@ class BoardCore(wiring.Component):
         self.word_depth = word_depth
         self.lanes = lanes
         self.idle_limit = idle_limit
+        self.frame_timeout_s = frame_timeout_s
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -132,8 +141,10 @@ class BoardCore(wiring.Component):
             clk_freq=self.clk_freq, baud=self.baud, dtype=self.dtype,
             value_depth=self.value_depth, word_depth=self.word_depth,
             codec=self.lanes is not None, lanes=self.lanes.count if self.lanes else 0,
-            group=self.lanes.group if self.lanes else 0, in_shape=in_shape,
-            out_shape=out_shape, idle_limit=self.idle_limit)
+            group=self.lanes.group if self.lanes else 0,
+            max_channels=self.lanes.max_channels if self.lanes else 0, in_shape=in_shape,
+            out_shape=out_shape, idle_limit=self.idle_limit,
+            frame_timeout_s=self.frame_timeout_s)
         wiring.connect(m, uart_rx.o, link.rx)
         wiring.connect(m, link.tx, uart_tx.i)
         m.d.comb += [self.error.eq(link.error),

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,49 +151,60 @@ class Stage:
 
 
 def run_plan(plan, build_dir: Path, stages: list[Stage], label: str,
-             log=print, heartbeat_s: float = 15.0) -> float:
+             log=print, heartbeat_s: float = 30.0) -> tuple[float, float]:
     """Run an Amaranth build plan in `build_dir`, reporting each stage as it finishes.
 
-    The plan's script runs the tools quietly; progress is read from the products appearing.
-    Returns the wall time. BuildError (with the tool log's tail) if the script fails.
+    The plan's script runs the tools quietly (their output goes to build.log); progress is read
+    from the products appearing. Returns (wall seconds, CPU seconds of the tools). BuildError,
+    with the tool logs' tails, if the script fails.
     """
     if build_dir.exists():
         shutil.rmtree(build_dir)
+    plan.extract(str(build_dir))
     t0 = time.monotonic()
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def work():
-        try:
-            plan.execute_local(str(build_dir))
-        except BaseException as e:  # reported below, with the logs
-            errors.append(e)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    stage, stage_t = 0, t0
-    last_note = t0
-    while not done.wait(1.0) or stage < len(stages):
-        now = time.monotonic()
-        while stage < len(stages) and (build_dir / stages[stage].product).exists():
-            log(f"  {label}: {stages[stage].name} done in {now - stage_t:.0f} s")
-            stage, stage_t = stage + 1, now
-        if done.is_set():
-            break
-        if now - last_note >= heartbeat_s and stage < len(stages):
-            log(f"  {label}: {stages[stage].name} ... {now - stage_t:.0f} s")
-            last_note = now
-    thread.join()
-    if errors:
+    with open(build_dir / "build.log", "wb") as out:
+        proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=build_dir, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    status = rusage = None
+    stage, stage_t, last_note = 0, t0, t0
+    try:
+        while status is None or stage < len(stages):
+            if status is None:
+                pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    status, rusage = st, ru
+            now = time.monotonic()
+            while stage < len(stages) and (build_dir / stages[stage].product).exists():
+                log(f"  {label}: {stages[stage].name} done in {now - stage_t:.0f} s")
+                stage, stage_t, last_note = stage + 1, now, now
+            if status is not None:
+                break
+            if now - last_note >= heartbeat_s and stage < len(stages):
+                log(f"  {label}: {stages[stage].name} ... {now - stage_t:.0f} s")
+                last_note = now
+            time.sleep(0.5)
+    except BaseException:
+        # Interrupted: stop the tools this build started (its own process group), then re-raise.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        raise
+    wall = time.monotonic() - t0
+    cpu = rusage.ru_utime + rusage.ru_stime
+    if os.waitstatus_to_exitcode(status) != 0:
+        for tim in build_dir.glob("*.tim"):
+            text = tim.read_text(errors="replace")
+            found = re.search(r"no BELs remaining to implement cell type '(\w+)'", text)
+            if found:
+                raise DoesNotFit(f"{label}: does not fit the device (too many {found.group(1)})",
+                                 {"cell": found.group(1), "log": tim})
         tails = []
-        for pattern in ("*.rpt", "*.tim"):
+        for pattern in ("build.log", "*.rpt", "*.tim"):
             for path in sorted(build_dir.glob(pattern)):
                 lines = path.read_text(errors="replace").splitlines()[-25:]
                 tails.append(f"--- {path}\n" + "\n".join(lines))
-        raise BuildError(f"{label}: build failed ({errors[0]})\n" + "\n".join(tails))
-    return time.monotonic() - t0
+        raise BuildError(f"{label}: build failed (exit {os.waitstatus_to_exitcode(status)})\n"
+                         + "\n".join(tails))
+    return wall, cpu
 
 
 # -- nextpnr's report ----------------------------------------------------------------------------
@@ -213,6 +226,32 @@ def _ice40_ffs(netlist: Path) -> int:
                if cell["type"].startswith("SB_DFF"))
 
 
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)")
+
+
+def parse_log_utilization(log: Path, family: str) -> dict:
+    """Utilization from nextpnr's log, for a design that did not place (no --report then)."""
+    util = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = _UTIL_LINE.match(line)
+        if m:
+            util[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3))}
+    out = {}
+    for key, cell in _CELLS[family].items():
+        entry = util.get(cell, {"used": 0, "available": 0})
+        out[key] = entry["used"]
+        out[f"{key}_available"] = entry["available"]
+    return out
+
+
+class DoesNotFit(BuildError):
+    """nextpnr could not place the design: more cells of some type than the device has."""
+
+    def __init__(self, message: str, utilization: dict):
+        super().__init__(message)
+        self.utilization = utilization
+
+
 def parse_report(report: Path, family: str, netlist: Path | None = None) -> dict:
     """Utilization and fmax from nextpnr's --report JSON (and FFs from the netlist on iCE40)."""
     data = json.loads(report.read_text())
@@ -229,6 +268,18 @@ def parse_report(report: Path, family: str, netlist: Path | None = None) -> dict
     out["constraint_mhz"] = {clk: round(float(v["constraint"]), 2)
                              for clk, v in data.get("fmax", {}).items()}
     return out
+
+
+def tool_options(family: str, seed: int, name: str, allow_timing_fail: bool = False) -> dict:
+    """Overrides of Amaranth's Lattice templates: DSP inference on the iCE40UP5K (synth_ice40
+    maps multipliers to LUTs without -dsp), a fixed nextpnr seed and its JSON report."""
+    nextpnr = ["--seed", str(seed), "--report", f"{name}.report.json"]
+    if allow_timing_fail:
+        nextpnr.append("--timing-allow-fail")
+    opts = {"nextpnr_opts": nextpnr}
+    if family == "ice40":
+        opts["synth_opts"] = ["-dsp"]
+    return opts
 
 
 # -- bitstream -----------------------------------------------------------------------------------
@@ -266,25 +317,26 @@ def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
     label = f"{board_name}/{design}"
     log(f"{label}: {board.DESCRIPTION}; seed {seed}")
     plan = platform.prepare(BoardTop(core, board.LINKS[link]), name=name,
-                            nextpnr_opts=f"--seed {seed} --report {name}.report.json")
+                            **tool_options(family, seed, name))
     ext = board.BITSTREAM
     stages = [Stage("yosys synthesis", f"{name}.json"),
               Stage("nextpnr place and route", f"{name}.report.json"),
               Stage("bitstream packing", f"{name}.{ext}")]
-    wall = run_plan(plan, build_dir, stages, label, log=log)
+    wall, cpu = run_plan(plan, build_dir, stages, label, log=log)
     stats = parse_report(build_dir / f"{name}.report.json", family, build_dir / f"{name}.json")
     out_dir = BUILD / "bitstreams"
     out_dir.mkdir(parents=True, exist_ok=True)
     bitstream = out_dir / f"{board_name}-{design}.{ext}"
     shutil.copyfile(build_dir / f"{name}.{ext}", bitstream)
     summary = {"board": board_name, "design": design, "link": link, "device": platform.device,
-               "seed": seed, "build_s": round(wall, 1), "bitstream": str(bitstream), **stats}
+               "seed": seed, "build_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_s": round(cpu, 1),
+               "bitstream": str(bitstream), **stats}
     fmax = ", ".join(f"{c} {f:.1f} MHz (needs {stats['constraint_mhz'][c]:.1f})"
                      for c, f in stats["fmax_mhz"].items())
     log(f"{label}: {stats['luts']}/{stats['luts_available']} "
         f"{'LCs' if family == 'ice40' else 'LUT4s'}, {stats['ffs']} FFs, "
         f"{stats['brams']}/{stats['brams_available']} BRAMs, {stats['dsps']} DSPs; {fmax}")
-    log(f"{label}: {bitstream} in {wall:.0f} s")
+    log(f"{label}: {bitstream} in {wall:.0f} s ({cpu:.0f} s CPU)")
     (build_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -303,7 +355,8 @@ class ReportBuild:
         return f"{self.device} {cfg}"
 
 
-def report_builds(devices=("ice40", "ecp5"), blocks: bool = True) -> tuple[list[ReportBuild],
+def report_builds(devices=("ice40", "ecp5"), blocks: bool | None = None
+                  ) -> tuple[list[ReportBuild],
                                                                           list[str]]:
     """The builds of `make report`, and a line for each configuration that cannot be built yet."""
     from hw import synth_top
@@ -325,31 +378,47 @@ def run_report_build(b: ReportBuild, seed: int, log=print) -> dict:
     build_dir = BUILD / "reports" / "synth" / f"{b.device}-{slug}"
     name = "synth_top"
     plan = platform.prepare(synth_top.SynthTop(b.make), name=name,
-                            nextpnr_opts=f"--seed {seed} --report {name}.report.json "
-                                         f"--timing-allow-fail")
+                            **tool_options(b.device, seed, name, allow_timing_fail=True))
     pack = "bin" if b.device == "ice40" else "bit"
     stages = [Stage("yosys synthesis", f"{name}.json"),
               Stage("nextpnr place and route", f"{name}.report.json"),
               Stage("pack", f"{name}.{pack}")]
-    wall = run_plan(plan, build_dir, stages, b.label, log=log)
-    stats = parse_report(build_dir / f"{name}.report.json", b.device, build_dir / f"{name}.json")
     target = synth_top.TARGET_MHZ[b.device]
+    t0 = time.monotonic()
+    try:
+        wall, cpu = run_plan(plan, build_dir, stages, b.label, log=log)
+    except DoesNotFit as e:
+        stats = parse_log_utilization(e.utilization["log"], b.device)
+        over = [k for k in ("luts", "brams", "dsps") if stats[k] > stats[f"{k}_available"]]
+        record = {
+            "device": synth_top.DEVICE_NAME[b.device], "config": b.config, "fits": False,
+            "over": over,
+            **{k: stats[k] for k in ("luts", "brams", "dsps")}, "ffs": None,
+            "fmax_mhz": {}, "target_mhz": target, "meets_target": False,
+            "available": {k[:-10]: v for k, v in stats.items() if k.endswith("_available")},
+            "seed": seed, "build_s": round(time.monotonic() - t0, 1), "tools": tool_versions(),
+        }
+        log(f"  {b.label}: DOES NOT FIT: " + ", ".join(
+            f"{stats[k]}/{stats[k + '_available']} {k}" for k in ("luts", "brams", "dsps")))
+        return record
+    stats = parse_report(build_dir / f"{name}.report.json", b.device, build_dir / f"{name}.json")
     record = {
         "device": synth_top.DEVICE_NAME[b.device],
-        "config": b.config,
+        "config": b.config, "fits": True,
         "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
         "dsps": stats["dsps"],
         "fmax_mhz": stats["fmax_mhz"], "target_mhz": target,
         "meets_target": all(f >= target for f in stats["fmax_mhz"].values()),
         "available": {k[:-10]: v for k, v in stats.items() if k.endswith("_available")},
-        "seed": seed, "build_s": round(wall, 1),
+        "seed": seed, "build_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "tools": tool_versions(),
     }
     if b.device == "ice40":
         record["sprams"] = stats["sprams"]
     fmax = ", ".join(f"{f:.1f}" for f in stats["fmax_mhz"].values())
     log(f"  {b.label}: {record['luts']} LUTs, {record['ffs']} FFs, {record['brams']} BRAMs, "
-        f"{record['dsps']} DSPs, fmax {fmax} MHz (target {target}) in {wall:.0f} s")
+        f"{record['dsps']} DSPs, fmax {fmax} MHz (target {target}) in {wall:.0f} s "
+        f"({cpu:.0f} s CPU)")
     return record
 
 
@@ -372,7 +441,7 @@ def tool_versions() -> dict:
 
 def build_report(devices=("ice40", "ecp5"), jobs: int = 1, seed: int = DEFAULT_SEED,
                  out: Path = BUILD / "reports" / "synth.json", only: str | None = None,
-                 blocks: bool = True, log=print) -> list[dict]:
+                 blocks: bool | None = None, merge: bool = False, log=print) -> list[dict]:
     builds, skipped = report_builds(devices, blocks=blocks)
     if only:
         builds = [b for b in builds if only in b.label]
@@ -398,6 +467,12 @@ def build_report(devices=("ice40", "ecp5"), jobs: int = 1, seed: int = DEFAULT_S
             log(f"report: {n}/{len(builds)} done ({time.monotonic() - t0:.0f} s)")
     done = [r for r in records if r is not None]
     out.parent.mkdir(parents=True, exist_ok=True)
+    if merge and out.is_file():
+        # A partial run (--device / --only) updates its records and keeps the others.
+        key = lambda r: (r["device"], json.dumps(r["config"], sort_keys=True))  # noqa: E731
+        new = {key(r) for r in done}
+        old = json.loads(out.read_text()).get("records", [])
+        done = [r for r in old if key(r) not in new] + done
     doc = {"generator": "python -m hw.build report", "seed": seed, "records": done,
            "not_built": skipped, "failed": failures}
     tmp = out.with_name(out.name + ".tmp")
@@ -418,6 +493,10 @@ def print_table(records: list[dict], log=print) -> None:
     for r in records:
         cfg = " ".join(f"{k}={v}" for k, v in r["config"].items())
         fmax = min(r["fmax_mhz"].values()) if r["fmax_mhz"] else float("nan")
+        if not r.get("fits", True):
+            log(f"{r['device']:<14} {cfg:<44} {r['luts']:>6} {'-':>6} {r['brams']:>5} "
+                f"{r['dsps']:>4} {'no fit':>9} {r['target_mhz']:>6}")
+            continue
         log(f"{r['device']:<14} {cfg:<44} {r['luts']:>6} {r['ffs']:>6} {r['brams']:>5} "
             f"{r['dsps']:>4} {fmax:>9.1f} {r['target_mhz']:>6}")
 
@@ -440,8 +519,9 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", "-j", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--only", help="only builds whose label contains this text")
-    p.add_argument("--no-blocks", action="store_true",
-                   help="skip the per-block builds; lanes only")
+    p.add_argument("--blocks", action=argparse.BooleanOptionalAction, default=None,
+                   help="build each codec block alone too (default: only while the lanes do "
+                        "not exist)")
     p.add_argument("--out", type=Path, default=BUILD / "reports" / "synth.json")
 
     sub.add_parser("boards", help="list the supported boards")
@@ -455,7 +535,8 @@ def main(argv=None) -> int:
             build_bitstream(args.board, args.design, args.link, args.seed)
         elif args.command == "report":
             build_report(tuple(args.device or ("ice40", "ecp5")), args.jobs, args.seed, args.out,
-                         args.only, blocks=not args.no_blocks)
+                         args.only, blocks=args.blocks,
+                         merge=bool(args.only or args.device))
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

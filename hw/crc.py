@@ -59,7 +59,10 @@ def _xor_of(value: Value, mask: int) -> Value:
 
 
 def crc32_next(state, data) -> Value:
-    """Combinational CRC-32 state after absorbing all of `data` (width = `len(data)`)."""
+    """Combinational CRC-32 state after absorbing all of `data` (width = `len(data)`).
+
+    Pass signals (or slices of them): every output bit reads its own subset of input bits, so an
+    expression given here would be repeated once per use in the generated netlist."""
     state, data = Value.cast(state), Value.cast(data)
     if len(state) != 32:
         raise ValueError("CRC-32 state must be 32 bits wide")

@@ -60,15 +60,17 @@ class HostLink(wiring.Component):
     Parameters: `clk_freq` and `baud` (reported by INFO; `clk_freq` also times out a stalled
     frame), `dtype` (how values travel on the link), `value_depth` and `word_depth` (buffer
     sizes), `codec` (False: a link-only build without lanes, which answers TILE with ERROR
-    NO_CODEC), `lanes` and `group` (reported by INFO), `in_shape` / `out_shape` (value shapes of
-    the encoder input and decoder output), `idle_limit` (clocks without lane progress before a
-    phase is abandoned).
+    NO_CODEC), `lanes`, `group` and `max_channels` (reported by INFO), `in_shape` and
+    `out_shape` (value shapes of the encoder input and decoder output), `idle_limit` (clocks
+    without lane progress before a phase is abandoned), `frame_timeout_s` (silence within a
+    frame before it is abandoned).
     """
 
     def __init__(self, *, clk_freq: float, baud: int, dtype: str = "int8",
                  value_depth: int = 1024, word_depth: int = 256, codec: bool = True,
-                 lanes: int = 1, group: int = 8, in_shape=signed(8), out_shape=signed(8),
-                 idle_limit: int = 1 << 16):
+                 lanes: int = 1, group: int = 8, max_channels: int = 512, in_shape=signed(8),
+                 out_shape=signed(8), idle_limit: int = 1 << 16,
+                 frame_timeout_s: float = P.FRAME_TIMEOUT_S):
         if dtype not in P.DTYPES:
             raise ValueError(f"dtype {dtype!r} not one of {P.DTYPES}")
         vb = P.value_bytes(dtype)
@@ -91,8 +93,9 @@ class HostLink(wiring.Component):
                            design=P.DESIGN_CODEC if codec else P.DESIGN_LINK,
                            lanes=lanes if codec else 0, dtype=dtype, value_depth=value_depth,
                            word_depth=word_depth, clk_hz=self.clk_freq, baud=self.baud,
-                           group=group if codec else 0)
-        self.timeout_cycles = max(16, round(clk_freq * P.FRAME_TIMEOUT_S))
+                           group=group if codec else 0,
+                           max_channels=max_channels if codec else 0)
+        self.timeout_cycles = max(16, round(clk_freq * frame_timeout_s))
         self.idle_limit = idle_limit
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -118,6 +121,8 @@ class HostLink(wiring.Component):
         vmem_w, vmem_r = vmem.write_port(), vmem.read_port()
         wmem_w, wmem_r = wmem.write_port(granularity=8), wmem.read_port()
         all_lanes = (1 << (WORD_ROW_BITS // 8)) - 1
+        # Read ports hold their data unless a state reads (their enable defaults to 1).
+        m.d.comb += [vmem_r.en.eq(0), wmem_r.en.eq(0)]
 
         # -- request ---------------------------------------------------------------------------
         code = Signal(8)
@@ -290,9 +295,10 @@ class HostLink(wiring.Component):
                         start_error(err)
                     with m.Elif(code == P.CONFIG):
                         m.next = "CONFIG"
-                    with m.Elif(code == P.TILE):
-                        m.d.sync += n_words.eq(0)
-                        m.next = "ENCODE"
+                    if self.codec:
+                        with m.Elif(code == P.TILE):
+                            m.d.sync += n_words.eq(0)
+                            m.next = "ENCODE"
                     with m.Else():
                         start_reply(code | P.REPLY)
 
@@ -308,49 +314,50 @@ class HostLink(wiring.Component):
                 with m.If((feed_addr == n_words) & ~feed_valid):
                     start_reply(P.CONFIG | P.REPLY)
 
-            with m.State("ENCODE"):
-                m.d.sync += cycles.eq(cycles + 1)
-                progress = self._feed(m, vmem_r, self.enc_i, feed_addr, feed_valid, n_values,
-                                      lambda d: d)
-                with m.If(self.enc_o.valid):
-                    m.d.comb += progress.eq(1)
-                    with m.If(n_words < wdepth):
-                        m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.en.eq(all_lanes),
-                                     wmem_w.data.eq(Cat(self.enc_o.payload.data,
-                                                        self.enc_o.payload.first,
-                                                        self.enc_o.payload.last))]
-                        m.d.sync += n_words.eq(n_words + 1)
-                    with m.Else():
-                        m.d.sync += status.eq(status | P.STATUS_WORD_OVERFLOW)
-                    with m.If(self.enc_o.payload.last & (tiles != 0)):
-                        m.d.sync += tiles.eq(tiles - 1)
-                self._watch(m, progress, idle)
-                with m.If((feed_addr == n_values) & ~feed_valid & (tiles == 0)):
-                    m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), idle.eq(0),
-                                 enc_cycles.eq(cycles), cycles.eq(0)]
-                    m.next = "DECODE"
-                with m.Elif(idle == self.idle_limit):
-                    start_error(P.ERR_STALL)
+            if self.codec:
+                with m.State("ENCODE"):
+                    m.d.sync += cycles.eq(cycles + 1)
+                    progress = self._feed(m, vmem_r, self.enc_i, feed_addr, feed_valid, n_values,
+                                          lambda d: d)
+                    with m.If(self.enc_o.valid):
+                        m.d.comb += progress.eq(1)
+                        with m.If(n_words < wdepth):
+                            m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.en.eq(all_lanes),
+                                         wmem_w.data.eq(Cat(self.enc_o.payload.data,
+                                                            self.enc_o.payload.first,
+                                                            self.enc_o.payload.last))]
+                            m.d.sync += n_words.eq(n_words + 1)
+                        with m.Else():
+                            m.d.sync += status.eq(status | P.STATUS_WORD_OVERFLOW)
+                        with m.If(self.enc_o.payload.last & (tiles != 0)):
+                            m.d.sync += tiles.eq(tiles - 1)
+                    self._watch(m, progress, idle)
+                    with m.If((feed_addr == n_values) & ~feed_valid & (tiles == 0)):
+                        m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), idle.eq(0),
+                                     enc_cycles.eq(cycles), cycles.eq(0)]
+                        m.next = "DECODE"
+                    with m.Elif(idle == self.idle_limit):
+                        start_error(P.ERR_STALL)
 
-            with m.State("DECODE"):
-                m.d.sync += cycles.eq(cycles + 1)
-                progress = self._feed(m, wmem_r, self.dec_i, feed_addr, feed_valid, n_words,
-                                      lambda d: Cat(d[:64], d[65]))
-                with m.If(self.dec_error):
-                    m.d.sync += status.eq(status | P.STATUS_DECODE_ERROR)
-                with m.If(self.dec_o.valid):
-                    m.d.comb += progress.eq(1)
-                    with m.If(received < n_values):
-                        m.d.comb += [vmem_w.addr.eq(received), vmem_w.en.eq(1),
-                                     vmem_w.data.eq(self.dec_o.payload)]
-                        m.d.sync += received.eq(received + 1)
-                self._watch(m, progress, idle)
-                all_fed = (feed_addr == n_words) & ~feed_valid
-                with m.If((all_fed & (received == n_values))
-                          | ((idle == self.idle_limit) & status[0])):
-                    start_reply(P.TILE | P.REPLY)
-                with m.Elif(idle == self.idle_limit):
-                    start_error(P.ERR_STALL)
+                with m.State("DECODE"):
+                    m.d.sync += cycles.eq(cycles + 1)
+                    progress = self._feed(m, wmem_r, self.dec_i, feed_addr, feed_valid, n_words,
+                                          lambda d: Cat(d[:64], d[65]))
+                    with m.If(self.dec_error):
+                        m.d.sync += status.eq(status | P.STATUS_DECODE_ERROR)
+                    with m.If(self.dec_o.valid):
+                        m.d.comb += progress.eq(1)
+                        with m.If(received < n_values):
+                            m.d.comb += [vmem_w.addr.eq(received), vmem_w.en.eq(1),
+                                         vmem_w.data.eq(self.dec_o.payload)]
+                            m.d.sync += received.eq(received + 1)
+                    self._watch(m, progress, idle)
+                    all_fed = (feed_addr == n_words) & ~feed_valid
+                    with m.If((all_fed & (received == n_values))
+                              | ((idle == self.idle_limit) & status[0])):
+                        start_reply(P.TILE | P.REPLY)
+                    with m.Elif(idle == self.idle_limit):
+                        start_error(P.ERR_STALL)
 
             # -- send the reply ------------------------------------------------------------
             with m.State("TX_HEAD"):

@@ -13,17 +13,17 @@ Stream contract (both blocks)
 - `cfg`: class map (region 2) and class parameters (region 3: mode, bits, qmul, qshift for the
   quantizer; dqmul, dqshift for the dequantizer) are held in small on-chip memories.
 
-Throughput one value per clock; latency 5 clocks. Stages: class map read, class parameter read,
-multiply, rounding shift, clamp. A stage takes a new value when it is empty or its value moves on,
-so payload and valid hold while `o.ready` is low, bubbles close up under back-pressure, and
-`i.ready` is combinational from `o.ready` through one OR per stage.
+Throughput one value per clock; latency 6 clocks. Stages: class map read, class parameter read,
+multiply (and decode the rounding constant), round, shift, clamp. A stage takes a new value when
+it is empty or its value moves on, so payload and valid hold while `o.ready` is low, bubbles close
+up under back-pressure, and `i.ready` is combinational from `o.ready` through one OR per stage.
 
 The shift field holds 0..63. Every shift above `w` (the product width) gives 0 exactly as
-`round_shift` does, so the shift is saturated at `w + 1` and the rounding adder is only `w + 2` bits
-wide instead of 64.
+`round_shift` does (for |p| < 2^(w-1) and s > w, p + 2^(s-1) lies in [0, 2^s)), so the shift is
+saturated at `w + 1` and the rounding adder is `w + 2` bits wide instead of 64.
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -78,11 +78,12 @@ class _ScaleStage(wiring.Component):
         class_bits = max(ceil_log2(self.max_classes), 1)
 
         # Stage k takes a new value when it is empty or its value moves on (en[k + 1]), so
-        # bubbles close up under back-pressure; en[5] is the output register's.
-        v = [None] + [Signal(name=f"v{k}") for k in range(1, 5)]
-        en = [None] + [Signal(name=f"en{k}") for k in range(1, 6)]
-        m.d.comb += en[5].eq(~self.o.valid | self.o.ready)
-        for k in range(4, 0, -1):
+        # bubbles close up under back-pressure; en[6] is the output register's.
+        stages = 6
+        v = [None] + [Signal(name=f"v{k}") for k in range(1, stages)]
+        en = [None] + [Signal(name=f"en{k}") for k in range(1, stages + 1)]
+        m.d.comb += en[stages].eq(~self.o.valid | self.o.ready)
+        for k in range(stages - 1, 0, -1):
             m.d.comb += en[k].eq(~v[k] | en[k + 1])
         m.d.comb += self.i.ready.eq(en[1])
 
@@ -113,55 +114,66 @@ class _ScaleStage(wiring.Component):
             m.d.comb += [rp.addr.eq(class_read.data), rp.en.eq(en[2])]
             params[name] = rp.data
 
-        # Stage 1: class map answers. Stage 2: class parameters answer.
-        y1, comp1, tl1 = Signal(signed(self.in_width)), Signal(COMP_BITS), Signal()
-        y2, comp2, tl2 = Signal(signed(self.in_width)), Signal(COMP_BITS), Signal()
-        with m.If(en[1]):
-            m.d.sync += [
-                v[1].eq(self.i.valid), y1.eq(self.i.payload.data),
-                comp1.eq(self.i.payload.comp), tl1.eq(self.i.payload.tile_last),
-            ]
-        with m.If(en[2]):
-            m.d.sync += [v[2].eq(v[1]), y2.eq(y1), comp2.eq(comp1), tl2.eq(tl1)]
+        def stage(k, **values):
+            """Registers of stage k, loaded from `values` whenever the stage takes a value."""
+            regs = {name: Signal(Value.cast(val).shape(), name=f"{name}{k}")
+                    for name, val in values.items()}
+            with m.If(en[k]):
+                m.d.sync += [regs[name].eq(val) for name, val in values.items()]
+            return regs
 
-        # Stage 3: the product; the shift is saturated (see the module docstring).
+        # Stage 1: the class map answers. Stage 2: the class parameters answer.
+        with m.If(en[1]):
+            m.d.sync += v[1].eq(self.i.valid)
+        s1 = stage(1, y=self.i.payload.data, comp=self.i.payload.comp,
+                   tl=self.i.payload.tile_last)
+        with m.If(en[2]):
+            m.d.sync += v[2].eq(v[1])
+        s2 = stage(2, y=s1["y"], comp=s1["comp"], tl=s1["tl"])
+
+        # Stage 3: the product, and the saturated shift with its rounding constant (see the
+        # module docstring). Stage 4: round half up. Stage 5: shift. They are three stages so
+        # that the constant's decode, the wide add and the barrel shifter each get a clock.
         mul, shift = self._mul_shift(params)
         prod_width = self.in_width + MUL_BITS + 1
         shift_max = prod_width + 1
-        p3 = Signal(signed(prod_width))
-        s3 = Signal(range(shift_max + 1))
-        comp3, tl3 = Signal(COMP_BITS), Signal()
-        lim_shape = unsigned(self.out_width - 1)
-        lim3, zero3 = Signal(lim_shape), Signal()
-        lim2, zero2 = self._limit(params)
-        with m.If(en[3]):
-            m.d.sync += [
-                v[3].eq(v[2]), p3.eq(y2 * mul), s3.eq(Mux(shift > shift_max, shift_max, shift)),
-                comp3.eq(comp2), tl3.eq(tl2), lim3.eq(lim2), zero3.eq(zero2),
-            ]
-
-        # Stage 4: round half up and shift.
-        r4 = Signal(signed(prod_width + 2))
-        comp4, tl4 = Signal(COMP_BITS), Signal()
-        lim4, zero4 = Signal(lim_shape), Signal()
+        sat_shift = Signal(range(shift_max + 1))
+        m.d.comb += sat_shift.eq(Mux(shift > shift_max, shift_max, shift))
         round_const = Signal(signed(prod_width + 2))
-        m.d.comb += round_const.eq((1 << s3) >> 1)
+        m.d.comb += round_const.eq((1 << sat_shift) >> 1)
+        product = Signal(signed(prod_width))
+        m.d.comb += product.eq(s2["y"] * mul)
+        lim2, zero2 = self._limit(params)
+        lim = Signal(unsigned(self.out_width - 1))
+        zero = Signal()
+        m.d.comb += [lim.eq(lim2), zero.eq(zero2)]
+        with m.If(en[3]):
+            m.d.sync += v[3].eq(v[2])
+        s3 = stage(3, p=product, rc=round_const, sh=sat_shift, lim=lim, zero=zero,
+                   comp=s2["comp"], tl=s2["tl"])
+        rounded = Signal(signed(prod_width + 2))
+        m.d.comb += rounded.eq(s3["p"] + s3["rc"])
         with m.If(en[4]):
-            m.d.sync += [
-                v[4].eq(v[3]), r4.eq((p3 + round_const) >> s3),
-                comp4.eq(comp3), tl4.eq(tl3), lim4.eq(lim3), zero4.eq(zero3),
-            ]
-
-        # Stage 5 (output register): clamp to [-lim - 1, lim].
-        lo4 = Signal(signed(self.out_width))
-        m.d.comb += lo4.eq(-lim4 - 1)
-        clamped = Mux(r4 > lim4, lim4, Mux(r4 < lo4, lo4, r4))
+            m.d.sync += v[4].eq(v[3])
+        s4 = stage(4, a=rounded, sh=s3["sh"], lim=s3["lim"], zero=s3["zero"], comp=s3["comp"],
+                   tl=s3["tl"])
+        shifted = Signal(signed(prod_width + 2))
+        m.d.comb += shifted.eq(s4["a"] >> s4["sh"])
         with m.If(en[5]):
+            m.d.sync += v[5].eq(v[4])
+        s5 = stage(5, r=shifted, lim=s4["lim"], zero=s4["zero"], comp=s4["comp"], tl=s4["tl"])
+
+        # Stage 6 (the output register): clamp to [-lim - 1, lim].
+        r, hi = s5["r"], s5["lim"]
+        lo = Signal(signed(self.out_width))
+        m.d.comb += lo.eq(-hi - 1)
+        clamped = Mux(r > hi, hi, Mux(r < lo, lo, r))
+        with m.If(en[6]):
             m.d.sync += [
-                self.o.valid.eq(v[4]),
-                self.o.payload.data.eq(Mux(zero4, 0, clamped)),
-                self.o.payload.comp.eq(comp4),
-                self.o.payload.tile_last.eq(tl4),
+                self.o.valid.eq(v[5]),
+                self.o.payload.data.eq(Mux(s5["zero"], 0, clamped)),
+                self.o.payload.comp.eq(s5["comp"]),
+                self.o.payload.tile_last.eq(s5["tl"]),
             ]
         return m
 

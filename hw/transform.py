@@ -13,8 +13,10 @@ Stream contract (both blocks)
   the value that has the same `comp` as the input value that carried it (the last of a pixel).
 - `cfg`: coefficients (region 0), offsets (region 1), F (global 2), ReLU (global 5, inverse only).
   `error` is high while the last C (global 0) or N (global 1) written does not suit this
-  instance: N differs from the elaborated `group`, or C is 0, not a multiple of N or above
-  `max_channels`.
+  instance (N differs from the elaborated `group`; C is 0, not a multiple of N or above
+  `max_channels`), and after a commit (global 7) of a configuration that wrote a coefficient
+  or an offset that does not fit `coeff_width` / `offset_width` bits, or an index beyond
+  `max_channels`; such writes are dropped, and the output would differ from the golden model.
 
 Throughput one value per clock sustained: N multipliers, one per output of a group, accumulate all
 N sums of a group while its N inputs arrive (input j multiplies column j of T[g] in the forward
@@ -34,10 +36,11 @@ from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import exact_log2
 
 from hw.config import (
     GLOBAL_CHANNELS,
+    GLOBAL_COMMIT,
     GLOBAL_FRAC_BITS,
     GLOBAL_GROUP,
     GLOBAL_RELU,
@@ -110,7 +113,10 @@ class _GroupTransform(wiring.Component):
         self.relu = Signal()
         n_bad = Signal()
         c_bad = Signal()
-        m.d.comb += self.error.eq(n_bad | c_bad)
+        # A table write that this instance cannot hold; reported once the configuration commits.
+        range_pending = Signal()
+        range_bad = Signal()
+        m.d.comb += self.error.eq(n_bad | c_bad | range_bad)
         cfg_region = region(cfg.payload.addr)
         cfg_index = index(cfg.payload.addr)
         cfg_data = cfg.payload.data
@@ -125,6 +131,12 @@ class _GroupTransform(wiring.Component):
                     m.d.sync += self.frac_bits.eq(cfg_data)
                 with m.Case(GLOBAL_RELU):
                     m.d.sync += self.relu.eq(cfg_data[0])
+                with m.Case(GLOBAL_COMMIT):
+                    m.d.sync += [range_bad.eq(range_pending), range_pending.eq(0)]
+
+        def fits(width):
+            top = cfg_data[width - 1:]
+            return (top == 0) | (top == (1 << len(top)) - 1)
 
         coeff_mems = []
         coeff_reads = []
@@ -135,6 +147,13 @@ class _GroupTransform(wiring.Component):
             coeff_sel = cfg_index[L:2 * L]
             coeff_addr = (cfg_index[2 * L:] << L) | cfg_index[:L]
         coeff_in_range = cfg_index < self.max_channels * N
+        offset_in_range = cfg_index < self.max_channels
+        with m.If(cfg.valid & (cfg_region == REGION_COEFF)
+                  & ~(coeff_in_range & fits(self.coeff_width))):
+            m.d.sync += range_pending.eq(1)
+        with m.If(cfg.valid & (cfg_region == REGION_OFFSET)
+                  & ~(offset_in_range & fits(self.offset_width))):
+            m.d.sync += range_pending.eq(1)
         for k in range(N):
             mem = Memory(shape=signed(self.coeff_width), depth=self.max_channels, init=[])
             m.submodules[f"coeff{k}"] = mem
@@ -143,7 +162,7 @@ class _GroupTransform(wiring.Component):
                 wp.addr.eq(coeff_addr),
                 wp.data.eq(cfg_data),
                 wp.en.eq(cfg.valid & (cfg_region == REGION_COEFF) & coeff_in_range
-                         & (coeff_sel == k)),
+                     & fits(self.coeff_width) & (coeff_sel == k)),
             ]
             coeff_mems.append(mem)
             coeff_reads.append(mem.read_port())
@@ -154,8 +173,8 @@ class _GroupTransform(wiring.Component):
         m.d.comb += [
             wp.addr.eq(cfg_index),
             wp.data.eq(cfg_data),
-            wp.en.eq(cfg.valid & (cfg_region == REGION_OFFSET)
-                     & (cfg_index < self.max_channels)),
+            wp.en.eq(cfg.valid & (cfg_region == REGION_OFFSET) & offset_in_range
+                     & fits(self.offset_width)),
         ]
         offset_read = offsets.read_port()
 

@@ -8,7 +8,8 @@ Stream contract
   `overrun` pulses. A character whose stop bit reads 0 is dropped and `framing_error` pulses
   (a break or a baud rate mismatch).
 - `UartTx.i`: one byte per character sent on the `tx` pin; `i.ready` is high while the
-  transmitter is idle, so a byte is taken every 10 * `divisor` clocks at most.
+  transmitter is idle and in the last clock of a stop bit, so a steady stream of bytes goes out
+  back to back, one every 10 * `divisor` clocks.
 
 `divisor` = round(clk_freq / baud) clocks per bit; the rate error this leaves must stay below
 about 2 % for the receiver's mid-bit sampling (`uart_divisor` checks it).
@@ -124,7 +125,9 @@ class UartTx(wiring.Component):
         shreg = Signal(10, init=0x3FF)
         remaining = Signal(range(11))
 
-        m.d.comb += self.i.ready.eq(remaining == 0)
+        # Ready when idle, or in the last clock of a stop bit: bytes then go out back to back,
+        # one every 10 * divisor clocks, as fast as a receiver at the same rate delivers them.
+        m.d.comb += self.i.ready.eq((remaining == 0) | ((remaining == 1) & (timer == 0)))
         m.d.sync += self.tx.eq(shreg[0])
 
         with m.If(self.i.valid & self.i.ready):

@@ -90,10 +90,12 @@ HUFF_MAX_LEN = 16
 HUFF_SYMBOLS = 64
 TILE_PIXEL_BITS = 16
 IMAGE_PIXEL_BITS = 32
-# Bit buffer: refilled (one word) whenever fewer than REFILL_BELOW bits are in it, so after a
-# token it still holds a whole token: REFILL_BELOW - 1 + 64 - MAX_TOKEN >= MAX_TOKEN.
-REFILL_BELOW = 2 * MAX_TOKEN
-BUF_BITS = REFILL_BELOW - 1 + WORD_BITS
+WINDOW = MAX_TOKEN + 1  # the loop's window: a flag bit and the longest token
+# Word queue: q0 is dropped in the clock after the position passed its end, so the position
+# stays below 64 + MAX_TOKEN and a window, plus the 15 bits a code word may add, lies within
+# three words.
+QUEUE_WORDS = 3
+OFF_MAX = WORD_BITS + MAX_TOKEN - 1
 
 # What stages D and E make of a token.
 KIND_ZERO, KIND_SEXT, KIND_RICE, KIND_HUFF = range(4)
@@ -305,11 +307,11 @@ class VlcDecoder(wiring.Component):
             "esc": 5,          # Rice: ones that mean escape
             "esc_len": 5,      # Huffman: length of the ESC code word
             "esc_code": HUFF_MAX_LEN,
-            # Static parts of the coded token length, flag bit included.
-            "n_bits": 6,       # raw: flag + bits
-            "n_kk": 6,         # Rice: flag + 1 + k (plus the ones)
-            "n_resc": 6,       # Rice escape: flag + esc + bits
-            "n_hesc": 6,       # Huffman ESC: flag + esc_len + bits
+            # Static parts of the coded token length, flag bit included: a raw or escaped
+            # token is `n_alt` bits; a Rice or Huffman code word `s_dd + i` bits, where i (the
+            # Rice ones, the Huffman length - 1) is what the loop finds in the bits.
+            "n_alt": 6,
+            "s_dd": 5,
         })
         c = Signal(ctrl)
         a_mode = mode[a_cls]
@@ -330,82 +332,70 @@ class VlcDecoder(wiring.Component):
                 c.esc.eq(rice_esc[a_cls]),
                 c.esc_len.eq(esc_len[a_cls]),
                 c.esc_code.eq(esc_code[a_cls]),
-                c.n_bits.eq(a_bits + a_hf),
-                c.n_kk.eq(rice_k[a_cls] + 1 + a_hf),
-                c.n_resc.eq(rice_esc[a_cls] + a_bits + a_hf),
-                c.n_hesc.eq(esc_len[a_cls] + a_bits + a_hf),
+                c.n_alt.eq(a_bits + a_hf + Mux(a_mode == MODE_RICE, rice_esc[a_cls],
+                                               Mux(a_mode == MODE_HUFFMAN, esc_len[a_cls], 0))),
+                c.s_dd.eq(1 + a_hf + Mux(a_mode == MODE_RICE, rice_k[a_cls], 0)),
             ]
 
-        # -- C: the bit buffer and the token length (the loop) --------------------------------
-        buf = Signal(BUF_BITS)
-        level = Signal(range(BUF_BITS + 1))    # valid bits in buf; bits at and above are zero
-        tile_loaded = Signal()         # buf holds the current tile (its first word is in)
+        # -- C: the token window and its length (the loop) ----------------------------------
+        # The tile's words wait in a three-word queue q0..q2 (empty slots are zero, and no word
+        # of the next tile enters before this one ends, so bits past the payload read as zero);
+        # the current token starts at bit `off` of q0. The loop register is `win`, the 34 stream
+        # bits from there. Words never shift bit by bit: `off` moves, and q0 is dropped in the
+        # clock after `off` passed 64 (decided from the register, not from this clock's length).
+        qw = [Signal(WORD_BITS, name=f"q{j}") for j in range(QUEUE_WORDS)]
+        qcount = Signal(range(QUEUE_WORDS + 1))
+        off = Signal(range(OFF_MAX + 1))
+        win = Signal(WINDOW)
+        win_ok = Signal()              # win holds the next 34 bits (or all the tile has left)
+        level = Signal(range(QUEUE_WORDS * WORD_BITS + 1))   # tile bits from the position on
+        tile_loaded = Signal()         # the current tile's first word is in
         last_loaded = Signal()         # ... and its last word too
         tile_raw = Signal()
         draining = Signal()            # skipping a finished tile's unused words up to `last`
         zero = Signal(ncls)            # per class: its flag in this pixel was 0
 
         coded = ~tile_raw
-        w = buf[:MAX_TOKEN + 1]
         flag_here = coded & c.has_flag
-        fbit = w[0]
+        fbit = win[0]
         x = Signal(MAX_TOKEN)          # the token proper, after the flag bit if there is one
-        m.d.comb += x.eq(Mux(flag_here, w[1:], w[:MAX_TOKEN]))
+        m.d.comb += x.eq(Mux(flag_here, win[1:], win[:MAX_TOKEN]))
         skip = coded & c.zflag & ~c.has_flag & zero.bit_select(c.cls, 1)
 
-        # Rice: t = leading ones (stream order) up to 16, from the first zero bit.
+        # Rice: the first zero bit, one-hot (i = the ones before it).
         x16 = x[:16]
-        first_zero = Signal(17)
         x17 = Cat(x16, Const(0, 1))
+        first_zero = Signal(17)
         m.d.comb += first_zero.eq(~x17 & (x17 + 1))
-        t = Signal(5)
-        m.d.comb += t.eq(_encode(first_zero, range(17), 5))
         rice_esc_hit = (x16 | ~_ones(c.esc, 16)).all()
 
         # Huffman: the lowest length l whose l-bit prefix, first bit most significant, is below
-        # limit[l]; ESC by its own code word.
+        # limit[l]; one-hot (i = l - 1). Length 16 stands in when nothing matches (a bad code:
+        # garbage, flagged). ESC by its own code word.
         match = Signal(HUFF_MAX_LEN)
         for ln, (_, rd) in enumerate(lim_mems, start=1):
             prefix = Cat(*(x[ln - 1 - j] for j in range(ln)))
             m.d.comb += match[ln - 1].eq(prefix < rd.data.limit)
+        forced = Cat(match[:HUFF_MAX_LEN - 1], Const(1, 1))
         lowest = Signal(HUFF_MAX_LEN)
-        m.d.comb += lowest.eq(match & (~match + 1))
-        hlen = Signal(5)
-        m.d.comb += hlen.eq(_encode(lowest, range(1, HUFF_MAX_LEN + 1), 5))
-        hoff = Signal(6)
-        m.d.comb += hoff.eq(_encode(lowest, [rd.data.off for _, rd in lim_mems], 6))
+        m.d.comb += lowest.eq(forced & (~forced + 1))
         huff_esc_hit = (c.esc_len != 0) & ((x16 & _ones(c.esc_len, 16)) == c.esc_code)
 
-        n = Signal(6)                  # bits of this component, flag included
-        kind = Signal(2)
-        fpos = Signal(6)               # where stage D finds the field, in x
-        bad_code = Signal()
-        with m.If(tile_raw):
-            with m.If(c.mode == MODE_DROP):
-                m.d.comb += [n.eq(0), kind.eq(KIND_ZERO)]
-            with m.Else():
-                m.d.comb += [n.eq(c.bits), kind.eq(KIND_SEXT), fpos.eq(0)]
-        with m.Elif((c.mode == MODE_DROP) | skip):
-            m.d.comb += [n.eq(0), kind.eq(KIND_ZERO)]
-        with m.Elif(flag_here & ~fbit):
-            m.d.comb += [n.eq(1), kind.eq(KIND_ZERO)]
-        with m.Elif(c.mode == MODE_RAW):
-            m.d.comb += [n.eq(c.n_bits), kind.eq(KIND_SEXT), fpos.eq(0)]
-        with m.Elif(c.mode == MODE_RICE):
-            with m.If(rice_esc_hit):
-                m.d.comb += [n.eq(c.n_resc), kind.eq(KIND_SEXT), fpos.eq(c.esc)]
-            with m.Else():
-                m.d.comb += [n.eq(t + c.n_kk), kind.eq(KIND_RICE), fpos.eq(t + 1)]
-        with m.Else():
-            with m.If(huff_esc_hit):
-                m.d.comb += [n.eq(c.n_hesc), kind.eq(KIND_SEXT), fpos.eq(c.esc_len)]
-            with m.Else():
-                m.d.comb += [n.eq(hlen + flag_here), kind.eq(KIND_HUFF),
-                             bad_code.eq(~match.any())]
+        # The four ways a token ends (priority in this order).
+        keep = (c.mode == MODE_DROP) | skip                  # 0 bits
+        one = flag_here & ~fbit                              # the flag bit 0 alone
+        alt = tile_raw | (c.mode == MODE_RAW) | Mux(c.mode == MODE_RICE, rice_esc_hit,
+                                                    huff_esc_hit)   # n_alt bits
+        # ... else a code word: s_dd + i bits, i one-hot:
+        onehot = Signal(16)
+        m.d.comb += onehot.eq(Mux(c.mode == MODE_RICE, first_zero[:16], lowest))
+        i_bin = Signal(4)
+        m.d.comb += i_bin.eq(_encode(onehot, range(16), 4))
+        n_alt = Mux(tile_raw, Mux(c.mode == MODE_DROP, 0, c.bits), c.n_alt)
 
-        # Words in: the first word of a tile replaces the buffer; later ones are ORed in at the
-        # fill level. A finished tile's unused words are skipped up to its `last`.
-        bits_ok = tile_loaded & ((level >= MAX_TOKEN) | last_loaded)
+        # Words in: the first word of a tile starts the queue; later ones fill the first free
+        # slot. A finished tile's unused words are skipped up to its `last`.
+        bits_ok = tile_loaded & win_ok
         m.d.comb += fire.eq(c_valid & bits_ok & d_free)
         end_tile = fire & c.tile_last
         word = self.i.p
@@ -419,17 +409,85 @@ class VlcDecoder(wiring.Component):
         with m.Elif(end_tile):
             m.d.comb += [new_tile.eq(last_loaded), drop.eq(~last_loaded)]
         with m.Else():
-            m.d.comb += append.eq(~last_loaded & (level < REFILL_BELOW))
+            m.d.comb += append.eq(~last_loaded & (qcount < QUEUE_WORDS))
         m.d.comb += self.i.ready.eq(new_tile | append | drop)
         take = self.i.valid & self.i.ready
+        load = take & append
 
-        merged = buf | Mux(take & append, word.data << level[:7], 0)[:BUF_BITS]
-        shifted = (merged >> Mux(fire, n, 0))[:BUF_BITS]
-        fill = level + Mux(take & append, WORD_BITS, 0)
+        # The bits from q0 on, with a word arriving now already in its slot.
+        view = Cat(*(Mux(load & (qcount == j), word.data, qw[j]) for j in range(QUEUE_WORDS)))
+        # Candidate windows, from registers only (in parallel with the length decode): after
+        # the flag bit alone, after an n_alt-bit token, after s_dd + i bits for every i.
+        base_alt = Mux(win_ok, off + n_alt, off)         # not ok: reload the window at `off`
+        w_alt = view.bit_select(base_alt, WINDOW)
+        w_one = Cat(win[1:], view.bit_select(off + WINDOW, 1))
+        w_dd = view.bit_select(off + c.s_dd, WINDOW + 15)
+        w_code = Cat(*((onehot & w_dd[j:j + 16]).any() for j in range(WINDOW)))
+
+        passed = off[6]                 # the position passed q0: it leaves at this clock's edge
+        pop = passed & (qcount != 0)    # (an overrun may have run past every word)
+        off_now = off - Mux(passed, WORD_BITS, 0)
+        n = Signal(6)                  # bits of this component, flag included
+        with m.If(keep):
+            m.d.comb += n.eq(0)
+        with m.Elif(one):
+            m.d.comb += n.eq(1)
+        with m.Elif(alt):
+            m.d.comb += n.eq(n_alt)
+        with m.Else():
+            m.d.comb += n.eq(c.s_dd + i_bin)
+        fill = level + Mux(load & ~word.empty, WORD_BITS, 0)
         left = fill - n
-        m.d.sync += [buf.eq(shifted), level.eq(Mux(fire, Mux(fill < n, 0, left), fill))]
-        with m.If(take & append):
+
+        with m.If(fire):
+            with m.If(keep):
+                pass
+            with m.Elif(one):
+                m.d.sync += win.eq(w_one)
+            with m.Elif(alt):
+                m.d.sync += win.eq(w_alt)
+            with m.Else():
+                m.d.sync += win.eq(w_code)
+            m.d.sync += [
+                off.eq(off_now + n),
+                level.eq(Mux(fill < n, 0, left)),
+                win_ok.eq((left >= WINDOW) | last_loaded | (load & word.last)),
+            ]
+        with m.Else():
+            m.d.sync += [off.eq(off_now), level.eq(fill)]
+            with m.If(~win_ok):
+                m.d.sync += [win.eq(w_alt),
+                             win_ok.eq((fill >= WINDOW) | last_loaded | (load & word.last))]
+        # The queue: q0 leaves when used up, an arriving word goes to the first free slot.
+        for j in range(QUEUE_WORDS):
+            src = qw[j + 1] if j + 1 < QUEUE_WORDS else Const(0, WORD_BITS)
+            keep_j = Mux(pop, src, qw[j])
+            m.d.sync += qw[j].eq(Mux(load & (qcount - pop == j), word.data, keep_j))
+        m.d.sync += qcount.eq(qcount - pop + load)
+        with m.If(load):
             m.d.sync += last_loaded.eq(word.last)
+
+        # D needs, besides the token window, where its field starts and the code's i.
+        kind = Signal(2)
+        fpos = Signal(6)               # where stage D finds the field, in x
+        with m.If(keep | one):
+            m.d.comb += kind.eq(KIND_ZERO)
+        with m.Elif(alt):
+            m.d.comb += kind.eq(KIND_SEXT)
+            with m.If(~tile_raw & (c.mode == MODE_RICE)):
+                m.d.comb += fpos.eq(c.esc)
+            with m.Elif(~tile_raw & (c.mode == MODE_HUFFMAN)):
+                m.d.comb += fpos.eq(c.esc_len)
+        with m.Elif(c.mode == MODE_RICE):
+            m.d.comb += [kind.eq(KIND_RICE), fpos.eq(i_bin + 1)]
+        with m.Else():
+            m.d.comb += kind.eq(KIND_HUFF)
+        t = i_bin
+        hlen = Signal(5)
+        m.d.comb += hlen.eq(i_bin + 1)
+        hoff = Signal(6)
+        m.d.comb += hoff.eq(_encode(lowest, [rd.data.off for _, rd in lim_mems], 6))
+        bad_code = (c.mode == MODE_HUFFMAN) & ~keep & ~one & ~alt & ~match.any()
 
         status = self.status
         with m.If(fire):
@@ -440,13 +498,20 @@ class VlcDecoder(wiring.Component):
             with m.If(bad_code):
                 m.d.sync += [status.code.eq(1), status.error.eq(1)]
         with m.If(end_tile):
-            m.d.sync += [buf.eq(0), level.eq(0), tile_loaded.eq(0), last_loaded.eq(0)]
-            # A whole word not needed by the code: not loaded yet, or still in the buffer.
+            m.d.sync += [level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), win_ok.eq(0),
+                         off.eq(0), qcount.eq(0)]
+            m.d.sync += [q.eq(0) for q in qw]
+            # A whole word not needed by the code: not loaded yet, or still in the queue.
             with m.If(~last_loaded | ((fill >= n) & (left >= WORD_BITS))):
                 m.d.sync += [status.leftover.eq(1), status.error.eq(1)]
         with m.If(take & new_tile):
+            first = Mux(word.empty, 0, word.data)
             m.d.sync += [
-                buf.eq(Mux(word.empty, 0, word.data)),
+                qw[0].eq(first),
+                qcount.eq(~word.empty),
+                off.eq(0),
+                win.eq(first[:WINDOW]),
+                win_ok.eq(1),
                 level.eq(Mux(word.empty, 0, WORD_BITS)),
                 tile_loaded.eq(1),
                 last_loaded.eq(word.last),
@@ -533,7 +598,7 @@ class VlcDecoder(wiring.Component):
                 comp.eq(0), tile_pix.eq(0), image_pix.eq(0),
                 a_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
                 self.o.valid.eq(0),
-                buf.eq(0), level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
-                status.eq(0),
+                level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
+                win_ok.eq(0), off.eq(0), qcount.eq(0), status.eq(0),
             ]
         return m

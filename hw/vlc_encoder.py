@@ -1,4 +1,4 @@
-"""VLC encoder: quantized values -> coded token and raw token per value (twin of golden/vlc_encoder.py).
+"""VLC encoder: q values -> coded and raw token per value (twin of golden/vlc_encoder.py).
 
 Stream contract
 ---------------
@@ -11,12 +11,14 @@ Stream contract
   `tile_last` passed through. A token is `(value, nbits)` with the first stream bit in bit 0.
 - `cfg`: class map (region 2), class parameters mode/zflag/bits/k/esc (region 3), Huffman encoder
   table (region 4) and C (global 0) are taken from the configuration stream.
+- `error`: high while the configured C is 0 or larger than `max_channels` (the pixel buffer
+  would not hold a pixel; tokens are then meaningless).
 
-Throughput one value per clock sustained. Latency: one pixel (C values) plus 4 clocks, because
-the zero flag of a class sits in its first component's token but depends on every component of
-the class in the pixel: a pixel is written into one half of a double buffer while the per-class
-"non-zero" bits are OR-ed, and read out of it (to make the tokens) while the next pixel fills the
-other half.
+Throughput one value per clock sustained. Latency: C + 4 clocks from taking a pixel's first
+value to presenting its first token pair on `o`, because the zero flag of a class sits in its
+first component's token but depends on every component of the class in the pixel: a pixel is
+written into one half of a double buffer while the per-class "non-zero" bits are OR-ed, and read
+out of it (to make the tokens) while the next pixel fills the other half.
 
 The write side is two stages (class map read, buffer write); the read side is four (buffer read,
 class parameters and Huffman table read, token assembly, output register). The whole read
@@ -103,6 +105,7 @@ class VlcEncoder(wiring.Component):
             "cfg": In(config_signature()),
             "i": In(stream.Signature(framed(q_width))),
             "o": Out(stream.Signature(token_pair())),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -116,6 +119,7 @@ class VlcEncoder(wiring.Component):
         cfg_region, cfg_index, cfg_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
 
         channels = Signal(COMP_BITS + 1)
+        last_comp = Signal(COMP_BITS + 1)      # C - 1, kept so that no stage subtracts
         mode = Array(Signal(2, name=f"mode{c}") for c in range(ncls))
         zflag = Array(Signal(name=f"zflag{c}") for c in range(ncls))
         bits = Array(Signal(range(MAX_BITS + 1), name=f"bits{c}") for c in range(ncls))
@@ -174,7 +178,9 @@ class VlcEncoder(wiring.Component):
                             ]
                 with m.Case(REGION_GLOBAL):
                     with m.If(cfg_index == GLOBAL_CHANNELS):
-                        m.d.sync += channels.eq(cfg_data)
+                        m.d.sync += [channels.eq(cfg_data), last_comp.eq(cfg_data - 1)]
+
+        m.d.comb += self.error.eq((channels == 0) | (channels > self.max_channels))
 
         # -- pixel double buffer ---------------------------------------------------------------
         entry = data.StructLayout({
@@ -196,6 +202,9 @@ class VlcEncoder(wiring.Component):
         # -- write side: S0 class map read, S1 buffer write ------------------------------------
         s1_valid = Signal()
         s1 = Signal(framed(self.q_width))
+        s1_first = Signal()                    # comp = 0: the pixel starts
+        s1_last = Signal()                     # comp = C - 1: the pixel ends
+        s1_nonzero = Signal()
         wb = Signal()                          # bank being filled
         seen = Signal(ncls)                    # classes met so far in the pixel
         nz = Signal(ncls)                      # classes with a non-zero value so far
@@ -207,15 +216,20 @@ class VlcEncoder(wiring.Component):
             cm_rd.en.eq(self.i.ready),
         ]
         with m.If(self.i.ready):
-            m.d.sync += [s1_valid.eq(self.i.valid), s1.eq(self.i.p)]
+            m.d.sync += [
+                s1_valid.eq(self.i.valid),
+                s1.eq(self.i.p),
+                s1_first.eq(self.i.p.comp == 0),
+                s1_last.eq(self.i.p.comp == last_comp),
+                s1_nonzero.eq(self.i.p.data != 0),
+            ]
 
         cls_w = cm_rd.data
-        pixel_start = s1.comp == 0
-        seen_before = Mux(pixel_start, 0, seen)
-        nz_before = Mux(pixel_start, 0, nz)
+        seen_before = Mux(s1_first, 0, seen)
+        nz_before = Mux(s1_first, 0, nz)
         cls_onehot = Signal(ncls)
         m.d.comb += cls_onehot.eq(1 << cls_w)
-        nz_after = nz_before | Mux(s1.data != 0, cls_onehot, 0)
+        nz_after = nz_before | Mux(s1_nonzero, cls_onehot, 0)
         m.d.comb += [
             pb_wr.addr.eq(Cat(s1.comp[:comp_bits], wb)),
             pb_wr.data.q.eq(s1.data),
@@ -226,11 +240,11 @@ class VlcEncoder(wiring.Component):
         ]
         with m.If(s1_go):
             m.d.sync += [seen.eq(seen_before | cls_onehot), nz.eq(nz_after)]
-            with m.If(s1.comp == channels - 1):
+            with m.If(s1_last):
                 m.d.comb += full_set.eq(Mux(wb, 0b10, 0b01))
                 m.d.sync += [nz_bank[wb].eq(nz_after), wb.eq(~wb)]
 
-        # -- read side: R0 buffer read, R1 parameters + Huffman read, R2 token, output ----------
+        # -- read side: R0 buffer read, R1 parameters + Huffman read, R2..R4 token, output -----
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
 
@@ -246,117 +260,134 @@ class VlcEncoder(wiring.Component):
         with m.If(advance):
             m.d.sync += [r1_valid.eq(r_go), r1_nz.eq(nz_bank[rb])]
         with m.If(r_go):
-            with m.If(rcount == channels - 1):
+            with m.If(rcount == last_comp):
                 m.d.sync += [rcount.eq(0), rb.eq(~rb)]
                 m.d.comb += full_clr.eq(Mux(rb, 0b10, 0b01))
             with m.Else():
                 m.d.sync += rcount.eq(rcount + 1)
 
-        # R1: the entry is in pb_rd.data.
+        # R1: the entry is in pb_rd.data: class parameters, zigzag, Huffman table read.
         e = pb_rd.data
         c1 = e.cls
         q1 = Signal(signed(MAX_BITS))
-        m.d.comb += q1.eq(e.q)
         u1 = Signal(MAX_BITS)                  # zigzag(q): 0,-1,1,-2 -> 0,1,2,3
-        m.d.comb += u1.eq(Cat(Const(0, 1), q1[:MAX_BITS - 1]) ^ q1[MAX_BITS - 1].replicate(MAX_BITS))
-        bits1 = bits[c1]
-        raw1 = Signal(MAX_BITS)
-        m.d.comb += raw1.eq(q1 & ~(Const((1 << MAX_BITS) - 1, MAX_BITS) << bits1)[:MAX_BITS])
-        k1 = rice_k[c1]
-        qq1 = Signal(MAX_BITS)
-        m.d.comb += qq1.eq(u1 >> k1)
         m.d.comb += [
+            q1.eq(e.q),
+            u1.eq(Cat(Const(0, 1), q1[:MAX_BITS - 1]) ^ q1[MAX_BITS - 1].replicate(MAX_BITS)),
             hf_rd.addr.eq(Cat(Mux(u1 < HUFF_ESC, u1[:6], HUFF_ESC), c1)),
             hf_rd.en.eq(advance),
         ]
-
-        r2 = Signal(data.StructLayout({
-            "valid": 1,
-            "mode": 2,
-            "zflag": 1,
-            "first": 1,
-            "nz": 1,
+        common = {
+            "valid": 1, "mode": 2, "tile_last": 1,
+            "flag": 1,            # the token starts with the class's zero flag (first component)
+            "keep": 1,            # the token is sent: no zero flag, or the flag is 1
             "bits": range(MAX_BITS + 1),
-            "raw": MAX_BITS,
-            "escape": 1,          # rice: qq >= esc
-            "qq": 4,
-            "low": 15,            # rice: low k bits of u
-            "k": 4,
-            "esc": 5,
-            "huff_sym": 1,        # huffman: u < 63 (the table entry may be the symbol's own)
-            "esc_code": HUFF_CODE_BITS,
-            "esc_len": HUFF_LEN_BITS,
-            "tile_last": 1,
+        }
+        r2 = Signal(data.StructLayout({
+            **common,
+            "q": signed(MAX_BITS), "u": MAX_BITS, "k": 4, "esc": 5,
+            "esc_code": HUFF_CODE_BITS, "esc_len": HUFF_LEN_BITS,
         }))
+        nz1 = r1_nz.bit_select(c1, 1)
         with m.If(advance):
             m.d.sync += [
                 r2.valid.eq(r1_valid),
                 r2.mode.eq(mode[c1]),
-                r2.zflag.eq(zflag[c1]),
-                r2.first.eq(e.first),
-                r2.nz.eq(r1_nz.bit_select(c1, 1)),
-                r2.bits.eq(bits1),
-                r2.raw.eq(raw1),
-                r2.escape.eq(qq1 >= rice_esc[c1]),
-                r2.qq.eq(qq1),
-                r2.low.eq(u1 & ~(Const((1 << 15) - 1, 15) << k1)[:15]),
-                r2.k.eq(k1),
+                r2.tile_last.eq(e.tile_last),
+                r2.flag.eq(zflag[c1] & e.first),
+                r2.keep.eq(~zflag[c1] | nz1),
+                r2.bits.eq(bits[c1]),
+                r2.q.eq(q1),
+                r2.u.eq(u1),
+                r2.k.eq(rice_k[c1]),
                 r2.esc.eq(rice_esc[c1]),
-                r2.huff_sym.eq(u1 < HUFF_ESC),
                 r2.esc_code.eq(esc_code[c1]),
                 r2.esc_len.eq(esc_len[c1]),
-                r2.tile_last.eq(e.tile_last),
             ]
 
-        # R2: the Huffman entry is in hf_rd.data; assemble the token without the flag.
-        tok = Signal(token(CODED_BITS - 1))
-        raw_ext = Signal(CODED_BITS - 1)
-        m.d.comb += raw_ext.eq(r2.raw)
-        with m.Switch(r2.mode):
-            with m.Case(MODE_RAW):
-                m.d.comb += [tok.value.eq(r2.raw), tok.nbits.eq(r2.bits)]
-            with m.Case(MODE_RICE):
-                with m.If(r2.escape):
-                    m.d.comb += [
-                        tok.value.eq(_ones(r2.esc, CODED_BITS - 1) | (raw_ext << r2.esc)),
-                        tok.nbits.eq(r2.esc + r2.bits),
-                    ]
-                with m.Else():
-                    low_ext = Signal(CODED_BITS - 1)
-                    m.d.comb += low_ext.eq(r2.low)
-                    m.d.comb += [
-                        tok.value.eq(_ones(r2.qq, CODED_BITS - 1) | (low_ext << (r2.qq + 1))),
-                        tok.nbits.eq(r2.qq + 1 + r2.k),
-                    ]
-            with m.Case(MODE_HUFFMAN):
-                hit = r2.huff_sym & (hf_rd.data.len != 0)
-                with m.If(hit):
-                    m.d.comb += [tok.value.eq(hf_rd.data.code), tok.nbits.eq(hf_rd.data.len)]
-                with m.Else():
-                    m.d.comb += [
-                        tok.value.eq(r2.esc_code | (raw_ext << r2.esc_len)),
-                        tok.nbits.eq(r2.esc_len + r2.bits),
-                    ]
+        # R2: the raw bits, the Rice quotient and remainder; the Huffman entry is in hf_rd.data.
+        r3 = Signal(data.StructLayout({
+            **common,
+            "raw": MAX_BITS,
+            "qq": 4, "low": 15, "rice_escape": 1, "k": 4, "esc": 5,
+            "hit": 1,             # huffman: u < 63 and u has a code of its own
+            "code": HUFF_CODE_BITS, "len": HUFF_LEN_BITS,
+            "esc_code": HUFF_CODE_BITS, "esc_len": HUFF_LEN_BITS,
+        }))
+        qq2 = Signal(MAX_BITS)
+        m.d.comb += qq2.eq(r2.u >> r2.k)
+        with m.If(advance):
+            m.d.sync += [
+                r3.valid.eq(r2.valid), r3.mode.eq(r2.mode), r3.tile_last.eq(r2.tile_last),
+                r3.flag.eq(r2.flag), r3.keep.eq(r2.keep), r3.bits.eq(r2.bits),
+                r3.raw.eq(r2.q & ~(Const((1 << MAX_BITS) - 1, MAX_BITS) << r2.bits)[:MAX_BITS]),
+                r3.qq.eq(qq2),
+                r3.low.eq(r2.u & ~(Const((1 << 15) - 1, 15) << r2.k)[:15]),
+                r3.rice_escape.eq(qq2 >= r2.esc),
+                r3.k.eq(r2.k), r3.esc.eq(r2.esc),
+                r3.hit.eq((r2.u < HUFF_ESC) & (hf_rd.data.len != 0)),
+                r3.code.eq(hf_rd.data.code), r3.len.eq(hf_rd.data.len),
+                r3.esc_code.eq(r2.esc_code), r3.esc_len.eq(r2.esc_len),
+            ]
 
-        # Zero flag: merged into bit 0 of the class's first token; all-zero classes send only it.
+        # R3: the Rice and the Huffman token (each with its escape), lengths with the flag bit.
+        wide = CODED_BITS - 1
+        raw3, low3 = Signal(wide), Signal(wide)
+        m.d.comb += [raw3.eq(r3.raw), low3.eq(r3.low)]
+        r4 = Signal(data.StructLayout({
+            **common,
+            "raw": MAX_BITS, "raw_n": range(CODED_BITS + 1),
+            "rice": wide, "rice_n": range(CODED_BITS + 1),
+            "huff": wide, "huff_n": range(CODED_BITS + 1),
+        }))
+        with m.If(advance):
+            m.d.sync += [
+                r4.valid.eq(r3.valid), r4.mode.eq(r3.mode), r4.tile_last.eq(r3.tile_last),
+                r4.flag.eq(r3.flag), r4.keep.eq(r3.keep), r4.bits.eq(r3.bits),
+                r4.raw.eq(r3.raw), r4.raw_n.eq(r3.bits + r3.flag),
+            ]
+            with m.If(r3.rice_escape):
+                m.d.sync += [
+                    r4.rice.eq(_ones(r3.esc, wide) | (raw3 << r3.esc)),
+                    r4.rice_n.eq(r3.esc + r3.bits + r3.flag),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    r4.rice.eq(_ones(r3.qq, wide) | (low3 << (r3.qq + 1))),
+                    r4.rice_n.eq(r3.qq + 1 + r3.k + r3.flag),
+                ]
+            with m.If(r3.hit):
+                m.d.sync += [r4.huff.eq(r3.code), r4.huff_n.eq(r3.len + r3.flag)]
+            with m.Else():
+                m.d.sync += [
+                    r4.huff.eq(r3.esc_code | (raw3 << r3.esc_len)),
+                    r4.huff_n.eq(r3.esc_len + r3.bits + r3.flag),
+                ]
+
+        # R4: the mode's token. The zero flag goes into bit 0 of the class's first token; a class
+        # that is all zero in the pixel sends that flag alone and nothing for its other components.
+        tok = Signal(wide)
+        tok_n = Signal(range(CODED_BITS + 1))
+        with m.Switch(r4.mode):
+            with m.Case(MODE_RAW):
+                m.d.comb += [tok.eq(r4.raw), tok_n.eq(r4.raw_n)]
+            with m.Case(MODE_RICE):
+                m.d.comb += [tok.eq(r4.rice), tok_n.eq(r4.rice_n)]
+            with m.Case(MODE_HUFFMAN):
+                m.d.comb += [tok.eq(r4.huff), tok_n.eq(r4.huff_n)]
         out = Signal(token_pair())
-        m.d.comb += out.tile_last.eq(r2.tile_last)
-        with m.If(r2.mode != MODE_DROP):
-            m.d.comb += [out.raw.value.eq(r2.raw), out.raw.nbits.eq(r2.bits)]
-            with m.If(~r2.zflag):
-                m.d.comb += [out.coded.value.eq(tok.value), out.coded.nbits.eq(tok.nbits)]
-            with m.Elif(r2.first):
-                with m.If(r2.nz):
-                    m.d.comb += [
-                        out.coded.value.eq(Cat(Const(1, 1), tok.value)),
-                        out.coded.nbits.eq(tok.nbits + 1),
-                    ]
-                with m.Else():
-                    m.d.comb += [out.coded.value.eq(0), out.coded.nbits.eq(1)]
-            with m.Elif(r2.nz):
-                m.d.comb += [out.coded.value.eq(tok.value), out.coded.nbits.eq(tok.nbits)]
+        m.d.comb += out.tile_last.eq(r4.tile_last)
+        with m.If(r4.mode != MODE_DROP):
+            m.d.comb += [out.raw.value.eq(r4.raw), out.raw.nbits.eq(r4.bits)]
+            with m.If(r4.keep):
+                m.d.comb += [
+                    out.coded.value.eq(Mux(r4.flag, Cat(Const(1, 1), tok), tok)),
+                    out.coded.nbits.eq(tok_n),
+                ]
+            with m.Else():
+                m.d.comb += [out.coded.value.eq(0), out.coded.nbits.eq(r4.flag)]
 
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(r2.valid), self.o.p.eq(out)]
+            m.d.sync += [self.o.valid.eq(r4.valid), self.o.p.eq(out)]
 
         return m

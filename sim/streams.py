@@ -223,8 +223,9 @@ async def start_clock(dut: Any, period_ns: float = 10, clk: str = "clk") -> Cloc
 async def reset(dut: Any, cycles: int = 2, clk: str = "clk", rst: str = "rst") -> None:
     """Hold ``dut.<rst>`` high for ``cycles`` rising edges; return at a falling edge, out of reset.
 
-    Stream ports this testbench drives are set idle (valid low, ready low) during reset by the
-    drivers themselves once they are created; create them after this returns.
+    Create the stream drivers after this returns; they start idle (valid low, ready low). Until
+    then the DUT's stream inputs are undriven (0 in Verilator, X in Icarus), which a synchronous
+    reset makes harmless.
     """
     clock = getattr(dut, clk)
     reset_port = getattr(dut, rst, None)

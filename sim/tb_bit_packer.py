@@ -23,6 +23,7 @@ from hw.vlc_encoder import token_pair
 from sim.runner import load_data, load_params
 from sim.tb_vlc_encoder import reset_mid_stream, run_stream
 
+
 # -- pytest side: stimulus and the golden word stream ----------------------------------------
 def packer_data(profile, q, image_pixels: int | None = None, tile_first: int = 0,
                 tile_step: int = 1) -> dict[str, np.ndarray]:
@@ -49,9 +50,9 @@ def packer_data(profile, q, image_pixels: int | None = None, tile_first: int = 0
     last = np.zeros(words.size, dtype=np.int64)
     first[offset] = 1
     last[offset + enc.tile_payload_words] = 1
-    for t, (off, pw) in enumerate(zip(offset.tolist(), enc.tile_payload_words.tolist())):
-        if (tile_first, tile_step) == (0, 1):
-            break
+    renumber = (tile_first, tile_step) != (0, 1)
+    spans = zip(offset.tolist(), enc.tile_payload_words.tolist(), strict=True)
+    for t, (off, pw) in enumerate(spans if renumber else ()):
         low = int(words[off]) & 0x003FFFFF | ((tile_first + tile_step * t) % TILE_NO_MOD) << 22
         words[off] = np.uint64(low | tile_check(words[off + 1:off + 1 + pw], low) << 32)
 
@@ -98,3 +99,33 @@ async def bit_packer_reset_mid_tile(dut):
     await run_stream(dut, in_shape=token_pair(), out_shape=packed_word(),
                      in_template=IN_TEMPLATE, out_template=OUT_TEMPLATE, data=data,
                      params=params, block="BitPacker", clock_running=True)
+
+
+@cocotb.test()
+async def bit_packer_overflow_flag(dut):
+    """Tiles whose raw payload overruns the buffer raise `error`, which holds until the next
+    commit clears it; the packer keeps sending (cut-short) tiles and does not hang."""
+    from cocotb.triggers import ClockCycles
+
+    from sim.streams import StreamSink, StreamSource, reset, start_clock
+    from sim.tb_framed import CLOCK_NS, program
+    from sim.tb_vlc_encoder import items_from
+
+    data = load_data()
+    await start_clock(dut, CLOCK_NS)
+    await reset(dut)
+    await program(dut, data["writes"])
+    assert int(dut.error.value) == 0, "error set before any tile"
+    src = StreamSource(dut, "i", shape=token_pair(), valid_prob=0.8)
+    snk = StreamSink(dut, "o", shape=packed_word(), ready_prob=0.8)
+    src.send(items_from(data, "in_", IN_TEMPLATE))
+    await src.wait_idle(timeout_cycles=100 * len(data["in_tile_last"]) + 1000)
+    await ClockCycles(dut.clk, 200)
+    tiles = sum(w["first"] for w in snk.received)
+    assert tiles == int(data["in_tile_last"].sum()), f"{tiles} tiles sent"
+    assert int(dut.error.value) == 1, "no error after a raw payload overran the buffer"
+    src.stop()
+    snk.stop()
+    await program(dut, data["writes"])
+    await ClockCycles(dut.clk, 2)
+    assert int(dut.error.value) == 0, "commit did not clear error"

@@ -5,8 +5,8 @@ output stream; these tests drive the generated Verilog through the shared framed
 (sim/tb_framed.py) and hand the received stream back for the comparison.
 
 Params: `block`, `test`, `in_width`, `out_width`, `segments`, `group`, `channels`,
-`max_channels`; for `transform_reset_mid_tile` also `abort_after` (values of the first segment
-sent before the reset).
+`max_channels`, `coeff_width`, `offset_width`; for `transform_reset_mid_tile` also
+`abort_after` (values of the first segment sent before the reset).
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from hw.config import GLOBAL_CHANNELS, GLOBAL_GROUP, REGION_GLOBAL
+from hw.config import (
+    GLOBAL_CHANNELS,
+    GLOBAL_COMMIT,
+    GLOBAL_GROUP,
+    REGION_COEFF,
+    REGION_GLOBAL,
+    REGION_OFFSET,
+)
 from hw.framing import framed
 from sim.runner import load_data, load_params
 from sim.streams import StreamSink, StreamSource, reset, start_clock
-from sim.tb_framed import CLOCK_NS, stream_items, program, run_framed
+from sim.tb_framed import CLOCK_NS, program, run_framed, stream_items
 
 
 def _shapes(params):
@@ -63,9 +70,10 @@ async def transform_reset_mid_tile(dut):
 
 @cocotb.test()
 async def transform_error_flag(dut):
-    """`error` rises when the configured N or C does not suit the instance, and clears again."""
+    """`error` rises when the configured N or C does not suit the instance, or after a commit of
+    a table value that the instance cannot hold, and clears again once the cause is gone."""
     params, data = load_params(), load_data()
-    n, c = params["group"], params["channels"]
+    n, c, max_c = params["group"], params["channels"], params["max_channels"]
     await start_clock(dut, CLOCK_NS)
     await reset(dut)
     await program(dut, data["s0_writes"])
@@ -75,12 +83,25 @@ async def transform_error_flag(dut):
     def glob(index, value):
         return [((REGION_GLOBAL << 16) | index, value)]
 
+    def table(region, index, value):
+        return [((region << 16) | index, value & 0xFFFFFFFF)]
+
+    commit = glob(GLOBAL_COMMIT, 0)
+    cw, ow = params["coeff_width"], params["offset_width"]
     cases = [
         (glob(GLOBAL_GROUP, n * 2), 1), (glob(GLOBAL_GROUP, n), 0),
         (glob(GLOBAL_GROUP, n // 2), 1), (glob(GLOBAL_GROUP, n), 0),
         (glob(GLOBAL_CHANNELS, c + 1), 1), (glob(GLOBAL_CHANNELS, c), 0),
         (glob(GLOBAL_CHANNELS, 0), 1), (glob(GLOBAL_CHANNELS, c), 0),
-        (glob(GLOBAL_CHANNELS, params["max_channels"] + n), 1), (glob(GLOBAL_CHANNELS, c), 0),
+        (glob(GLOBAL_CHANNELS, max_c + n), 1), (glob(GLOBAL_CHANNELS, c), 0),
+        # Table values: reported at the commit, cleared by a commit without them.
+        (table(REGION_COEFF, 3, 1 << (cw - 1)), 0), (commit, 1), (commit, 0),
+        (table(REGION_COEFF, 5, -(1 << (cw - 1)) - 1) + commit, 1), (commit, 0),
+        (table(REGION_COEFF, 5, -(1 << (cw - 1))) + commit, 0),
+        (table(REGION_COEFF, max_c * n, 1) + commit, 1), (commit, 0),
+        (table(REGION_OFFSET, 2, 1 << (ow - 1)) + commit, 1), (commit, 0),
+        (table(REGION_OFFSET, max_c, 0) + commit, 1), (commit, 0),
+        (table(REGION_OFFSET, 2, (1 << (ow - 1)) - 1) + commit, 0),
     ]
     for writes, want in cases:
         await program(dut, writes)

@@ -14,12 +14,15 @@ commit) before its words are sent, so many profiles share one simulator start.
 Data per case: `writes`; `in_data` (uint64 words), `in_last`, and for the decoder alone
 `in_raw`, `in_empty`; `exp_data`, `exp_comp`, `exp_tile_last` (golden q, components, tile ends)
 and `exp_check` (1 where the value must match: tiles that were not corrupted). Params: `test`,
-`front` (bool), `valid_prob`, `ready_prob`, `cases`.
+`front` (bool), `valid_prob`, `ready_prob`, `cases`; `abort` = {`how`: "reset" or "commit",
+`words`: n}: first send case 0's first n words, then reset (or reprogram) mid-tile and run
+every case from the start.
 
 Outputs per case: `c<i>_data`, `c<i>_comp`, `c<i>_tile_last` (received), `c<i>_cycles` (from
 the clock taking the first word to the clock delivering the last value: fill included),
 `c<i>_status` (decoder status, and `c<i>_unpacker_status` for the front, at the end of the case),
-`c<i>_bad_at_tile` (the unpacker's bad-tile count as each tile's last value leaves). Each case
+`c<i>_bad_at_tile` (with param `watch_tiles`: the unpacker's bad-tile count as each tile's last
+value leaves). Each case
 also leaves a record `{test, block, lanes, values, cycles, mismatches, ...}` (sim/tb_framed.py).
 """
 
@@ -233,15 +236,41 @@ async def _stream_tb(dut) -> None:
     snk = StreamSink(dut, "o", shape=framed(q_width), ready_prob=params.get("ready_prob", 1.0),
                      seed=seed ^ 0x5EED)
     ends: list[int] = []
-    watcher = cocotb.start_soon(_watch_tile_ends(dut, ends, front))
+    # The watcher costs a coroutine wake-up per clock: only where the test asks for it.
+    watch = bool(params.get("watch_tiles", False))
+    watcher = cocotb.start_soon(_watch_tile_ends(dut, ends, front)) if watch else None
     outputs = {}
     total = 0
-    for i in range(int(params["cases"])):
+    fields = ("data", "last") if front else ("data", "last", "raw", "empty")
+
+    def case(i):
         d = {k[len(f"c{i}_"):]: v for k, v in data.items() if k.startswith(f"c{i}_")}
-        await program(dut, d["writes"])
-        fields = ("data", "last") if front else ("data", "last", "raw", "empty")
         cols = [d[f"in_{f}"].astype(np.uint64).tolist() for f in fields]
-        words = [dict(zip(fields, row, strict=True)) for row in zip(*cols, strict=True)]
+        return d, [dict(zip(fields, row, strict=True)) for row in zip(*cols, strict=True)]
+
+    abort = params.get("abort")
+    if abort:
+        # Stop in the middle of case 0's tiles (the words sent, the values partly out), then
+        # restart: by reset, or by programming again (the commit flushes everything in flight).
+        d, words = case(0)
+        await program(dut, d["writes"])
+        src.send(words[:int(abort["words"])])
+        await src.wait_idle(timeout_cycles=100_000)
+        await ClockCycles(dut.clk, int(abort.get("cycles", 8)))
+        if abort["how"] == "reset":
+            src.stop()
+            snk.stop()
+            await reset(dut)
+            src = StreamSource(dut, "i", shape=src.port.codec, valid_prob=src.valid_prob,
+                               seed=seed + 1)
+            snk = StreamSink(dut, "o", shape=snk.port.codec, ready_prob=snk.ready_prob,
+                             seed=seed + 2)
+    for i in range(int(params["cases"])):
+        d, words = case(i)
+        await program(dut, d["writes"])
+        if abort and i == 0:
+            await ClockCycles(dut.clk, 2)
+            total = len(snk.received)       # values of the aborted stream are not compared
         n = len(d["exp_data"])
         sent0, ends0 = len(src.sent_times_ns), len(ends)
         src.send(words)
@@ -276,7 +305,8 @@ async def _stream_tb(dut) -> None:
             "ready_prob": params.get("ready_prob", 1.0), "seed": seed,
         })
         total += n
-    watcher.cancel()
+    if watcher is not None:
+        watcher.cancel()
     save_outputs(**outputs)
 
 

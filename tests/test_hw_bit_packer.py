@@ -22,7 +22,7 @@ from hw.bit_packer import BitPacker
 from sim.runner import run_cocotb
 from sim.tb_bit_packer import packer_data
 from sim.tb_framed import design_verilog, feature_map
-from sim.tb_vlc_encoder import every_mode_profile, identity_profile, random_q
+from sim.tb_vlc_encoder import build_args, every_mode_profile, identity_profile, random_q
 
 pytestmark = pytest.mark.hw
 
@@ -49,8 +49,11 @@ def _run(name, data, rate="stalls", testcase="bit_packer_stream", design=None, s
               "ready_prob": ready_prob, "values": int(data["in_tile_last"].size), **extra}
     bench = {k: v for k, v in data.items() if not k.startswith("tile_")}
     result = run_cocotb(_verilog(**(design or {})), "sim.tb_bit_packer", testcase=testcase,
-                        data=bench, params=params, seed=seed)
+                        data=bench, params=params, seed=seed,
+                        build_args=build_args())
     out = result.outputs
+    if not out:
+        return out
     # The one comparison: every word and its flags, in stream order (repeated streams: the
     # same words again, the commit restarts the tile numbers).
     repeat = int(extra.get("repeat", 1))
@@ -61,6 +64,7 @@ def _run(name, data, rate="stalls", testcase="bit_packer_stream", design=None, s
 
 def _check(out, data, rate):
     assert out["equal"], f"{int(out['mismatches'])} mismatching words"
+    assert int(out["error"]) == 0
     if rate == "full_rate":
         per_value = int(out["cycles"]) / data["in_tile_last"].size
         assert per_value <= MAX_CYCLES_PER_VALUE, f"{per_value:.4f} cycles/value"
@@ -127,6 +131,15 @@ def test_lanes_and_coded_overrun(rng):
     data = packer_data(prof, q, tile_first=LANE["tile_first"], tile_step=LANE["tile_step"])
     assert set(data["tile_mode"].tolist()) == {MODE_CODED, MODE_RAW}
     _check(_run("lanes", data, design=LANE), data, "stalls")
+
+
+def test_overflow_flag(rng):
+    """A profile whose raw tile (20 words) does not fit the 16-word buffers raises `error`."""
+    prof = identity_profile([ClassParams("raw", bits=16)], np.zeros(16, dtype=np.int64),
+                            tile_pixels=5)
+    assert prof.raw_words(prof.tile_pixels) > LANE["max_tile_words"]
+    q = rng.integers(-32768, 32768, size=(20, 16))
+    _run("overflow", packer_data(prof, q), testcase="bit_packer_overflow_flag", design=LANE)
 
 
 def test_reset_mid_tile(rng):

@@ -14,11 +14,19 @@ from golden.profile import ClassParams, Profile, config_writes
 from hw.config import GLOBAL_COMMIT, REGION_GLOBAL
 from hw.framer import Framer
 from sim.runner import run_cocotb
-from sim.tb_framed import design_verilog, framed_data, framed_values, tile_ends
+from sim.tb_framed import (
+    design_verilog,
+    expected_stream,
+    framed_data,
+    framed_values,
+    segment,
+    tile_ends,
+)
 
 pytestmark = pytest.mark.hw
 
-RATES = {"stalls": (0.7, 0.6), "full_rate": (1.0, 1.0)}
+STALLS = {"valid_prob": 0.7, "ready_prob": 0.6}
+FULL_RATE = {"valid_prob": 1.0, "ready_prob": 1.0}
 
 
 def _profile(channels, tile_pixels):
@@ -29,41 +37,44 @@ def _profile(channels, tile_pixels):
                    classes=[ClassParams(mode="raw")], tile_pixels=tile_pixels)
 
 
-def _run(name, channels, tile_pixels, image_pixels, images, rng, rate="stalls", abort_at=None):
-    prof = _profile(channels, tile_pixels)
+def _stream(channels, tile_pixels, image_pixels, images, rng):
     pixels = images * image_pixels
     x = rng.integers(-128, 128, size=(pixels, channels))
     x[0], x[1] = -128, 127
-    stream = framed_values(x, tile_ends(pixels, tile_pixels, image_pixels), channels)
-    writes = config_writes(prof, image_pixels=image_pixels)
-    params = {"block": "Framer", "test": name, "width": 8, "raw_input": True,
-              "valid_prob": RATES[rate][0], "ready_prob": RATES[rate][1]}
-    mid = None
-    if abort_at is not None:
-        # A partial tensor of `abort_at` values (framed from the reset counters), the commit
-        # write, then the whole tensor again from channel 0 of pixel 0.
-        stream = {k: np.concatenate([v[:abort_at], v]) for k, v in stream.items()}
-        mid = [((REGION_GLOBAL << 16) | GLOBAL_COMMIT, prof.raw_bits_per_pixel)]
-        params["mid_at"] = abort_at
-    data = framed_data(writes, {"data": stream["data"]}, stream, mid_writes=mid)
+    return framed_values(x, tile_ends(pixels, tile_pixels, image_pixels), channels)
+
+
+def _run(name, segments):
+    data, info = framed_data(segments)
+    params = {"block": "Framer", "test": name, "width": 8, "raw_input": True, "segments": info}
     out = run_cocotb(design_verilog(Framer, width=8), "sim.tb_framer", data=data,
                      params=params, seed=1).outputs
-    for k in ("data", "comp", "tile_last"):
-        assert np.array_equal(out[k], stream[k]), f"{k} differs"
+    expected = expected_stream(data)
+    for k in expected:
+        assert np.array_equal(out[k], expected[k]), f"{k} differs"
     return out
 
 
-@pytest.mark.parametrize("rate", list(RATES))
-def test_framer_tiles(rate, rng):
-    """12 channels, tiles of 5 pixels, images of 7 pixels (a short tile at each image end)."""
-    out = _run(f"tiles-{rate}", 12, 5, 7, 3, rng, rate)
-    if rate == "full_rate":
-        assert int(out["cycles"]) / len(out["data"]) <= 1.02
+def test_framer_tiles(rng):
+    """12 channels, tiles of 5 pixels, images of 7 pixels (a short tile at each image end); at
+    full rate, then under stalls, then 1 channel with 1-pixel tiles."""
+    s = _stream(12, 5, 7, 3, rng)
+    writes = config_writes(_profile(12, 5), image_pixels=7)
+    s1 = _stream(1, 1, 3, 2, rng)
+    out = _run("tiles", [segment(writes, {"data": s["data"]}, s, "full_rate", **FULL_RATE),
+                         segment(writes, {"data": s["data"]}, s, "stalls", **STALLS),
+                         segment(config_writes(_profile(1, 1), image_pixels=3),
+                                 {"data": s1["data"]}, s1, "c1", **STALLS)])
+    assert int(out["cycles"][0]) / int(out["values"][0]) <= 1.02
 
 
 def test_framer_commit_restarts_counters(rng):
-    _run("commit", 12, 5, 7, 2, rng, abort_at=3 * 12 + 5)
-
-
-def test_framer_one_channel_one_pixel_tiles(rng):
-    _run("c1", 1, 1, 3, 2, rng)
+    """A partial tensor (3 pixels and 5 values), the commit write alone, then a whole tensor,
+    which must start again from channel 0 of pixel 0 of a fresh tile."""
+    s = _stream(12, 5, 7, 2, rng)
+    cut = 3 * 12 + 5
+    part = {k: v[:cut] for k, v in s.items()}
+    commit = [((REGION_GLOBAL << 16) | GLOBAL_COMMIT, 96)]
+    _run("commit", [segment(config_writes(_profile(12, 5), image_pixels=7),
+                            {"data": part["data"]}, part, "partial", **STALLS),
+                    segment(commit, {"data": s["data"]}, s, "after_commit", **STALLS)])

@@ -18,43 +18,53 @@ from golden.quantizer import dequantize, quantize
 from golden.transform import forward, to_pixels
 from hw.quantizer import Q_BITS, Y_BITS, Dequantizer, Quantizer
 from sim.runner import run_cocotb
-from sim.tb_framed import design_verilog, feature_map, framed_data, framed_values, tile_ends
+from sim.tb_framed import (
+    design_verilog,
+    expected_stream,
+    feature_map,
+    framed_data,
+    framed_values,
+    segment,
+    tile_ends,
+)
 
 pytestmark = pytest.mark.hw
 
 MAX_CHANNELS = 64
-RATES = {"stalls": (0.7, 0.6), "full_rate": (1.0, 1.0)}
+STALLS = {"valid_prob": 0.7, "ready_prob": 0.6}
+FULL_RATE = {"valid_prob": 1.0, "ready_prob": 1.0}
 MAX_CYCLES_PER_VALUE = 1.02
 SIZES = {"Quantizer": (Y_BITS, Q_BITS), "Dequantizer": (Q_BITS, Y_BITS),
          "WrongClampQuantizer": (Y_BITS, Q_BITS)}
 
 
-def _run(cls, name, profile, x_in, y_out, image_pixels, rate="stalls", seed=1):
-    pixels = x_in.shape[0]
-    ends = tile_ends(pixels, profile.tile_pixels, image_pixels)
-    data = framed_data(config_writes(profile, image_pixels=image_pixels),
-                       framed_values(x_in, ends, profile.channels),
-                       framed_values(y_out, ends, profile.channels))
+def _segment(profile, x_in, y_out, image_pixels, name="", rates=STALLS):
+    """A segment: program `profile`, stream the (P, C) `x_in`, expect the (P, C) `y_out`."""
+    ends = tile_ends(x_in.shape[0], profile.tile_pixels, image_pixels)
+    return segment(config_writes(profile, image_pixels=image_pixels),
+                   framed_values(x_in, ends, profile.channels),
+                   framed_values(y_out, ends, profile.channels), name, **rates)
+
+
+def _run(cls, name, segments, seed=1):
+    data, info = framed_data(segments)
     block = cls.__name__.lstrip("_")
     in_width, out_width = SIZES[block]
-    valid_prob, ready_prob = RATES[rate]
     params = {"block": block, "test": name, "in_width": in_width, "out_width": out_width,
-              "valid_prob": valid_prob, "ready_prob": ready_prob}
-    result = run_cocotb(design_verilog(cls, max_channels=MAX_CHANNELS), "sim.tb_quantizer",
-                        data=data, params=params, seed=seed)
-    out = result.outputs
+              "segments": info}
+    out = run_cocotb(design_verilog(cls, max_channels=MAX_CHANNELS), "sim.tb_quantizer",
+                     data=data, params=params, seed=seed).outputs
     # The one comparison: every value, component and tile flag, in stream order.
-    expected = {k[4:]: v for k, v in data.items() if k.startswith("exp_")}
+    expected = expected_stream(data)
     out["equal"] = all(np.array_equal(out[k], expected[k]) for k in expected)
-    if rate == "full_rate":
-        out["per_value"] = int(out["cycles"]) / len(out["data"])
     return out
 
 
-def _check(out):
-    assert out["equal"], f"{int(out['mismatches'])} mismatching fields"
-    if "per_value" in out:
-        assert out["per_value"] <= MAX_CYCLES_PER_VALUE, f"{out['per_value']:.4f} cycles/value"
+def _check(out, full_rate_segments=()):
+    assert out["equal"], f"{int(out['mismatches'].sum())} mismatching fields"
+    for k in full_rate_segments:
+        per_value = int(out["cycles"][k]) / int(out["values"][k])
+        assert per_value <= MAX_CYCLES_PER_VALUE, f"{per_value:.4f} cycles/value"
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +76,20 @@ def fmap():
     return prof, forward(to_pixels(x), prof)
 
 
-@pytest.mark.parametrize("rate", list(RATES))
-def test_quantizer_feature_map(fmap, rate):
-    prof, y = fmap
-    _check(_run(Quantizer, f"fmap-{rate}", prof, y, quantize(y, prof), 64, rate))
-
-
-@pytest.mark.parametrize("rate", list(RATES))
-def test_dequantizer_feature_map(fmap, rate):
+def test_quantizer_feature_map(fmap):
+    """At full rate into an always-ready sink (cycles measured), then under stalls."""
     prof, y = fmap
     q = quantize(y, prof)
-    _check(_run(Dequantizer, f"fmap-{rate}", prof, q, dequantize(q, prof), 64, rate))
+    _check(_run(Quantizer, "fmap", [_segment(prof, y, q, 64, "full_rate", FULL_RATE),
+                                    _segment(prof, y, q, 64, "stalls")]), [0])
+
+
+def test_dequantizer_feature_map(fmap):
+    prof, y = fmap
+    q = quantize(y, prof)
+    yh = dequantize(q, prof)
+    _check(_run(Dequantizer, "fmap", [_segment(prof, q, yh, 64, "full_rate", FULL_RATE),
+                                      _segment(prof, q, yh, 64, "stalls")]), [0])
 
 
 # Every class at an edge: (mode, bits, qmul, qshift, dqmul, dqshift).
@@ -127,7 +140,7 @@ def _edge_values(channels, bits, rng, pixels=40):
 def test_quantizer_edges(rng):
     prof = _edge_profile()
     y = _edge_values(prof.channels, Y_BITS, rng)
-    _check(_run(Quantizer, "edges", prof, y, quantize(y, prof), 10))
+    _check(_run(Quantizer, "edges", [_segment(prof, y, quantize(y, prof), 10)]))
 
 
 def test_dequantizer_edges(rng):
@@ -135,7 +148,7 @@ def test_dequantizer_edges(rng):
     q = _edge_values(prof.channels, Q_BITS, rng)
     yh = dequantize(q, prof)
     assert (yh == (1 << 23) - 1).any() and (yh == -(1 << 23)).any()
-    _check(_run(Dequantizer, "edges", prof, q, yh, 10))
+    _check(_run(Dequantizer, "edges", [_segment(prof, q, yh, 10)]))
 
 
 class _WrongClampQuantizer(Quantizer):
@@ -148,5 +161,5 @@ class _WrongClampQuantizer(Quantizer):
 def test_quantizer_wrong_hardware_is_caught(rng):
     prof = _edge_profile()
     y = _edge_values(prof.channels, Y_BITS, rng)
-    out = _run(_WrongClampQuantizer, "wrong", prof, y, quantize(y, prof), 10)
-    assert not out["equal"] and int(out["mismatches"]) > 0
+    out = _run(_WrongClampQuantizer, "wrong", [_segment(prof, y, quantize(y, prof), 10)])
+    assert not out["equal"] and int(out["mismatches"].sum()) > 0

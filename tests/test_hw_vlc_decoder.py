@@ -56,14 +56,14 @@ def _bits(value: int, names) -> dict[str, int]:
     return {n: (int(value) >> i) & 1 for i, n in enumerate(names)}
 
 
-def _run(name, cases, *, front=False, rate="stalls", seed=1):
+def _run(name, cases, *, front=False, rate="stalls", seed=1, watch_tiles=False, abort=None):
     """Run the cases (list of (profile, q, image_pixels, tiles, bad_tiles)); return outputs."""
     valid_prob, ready_prob = RATES[rate]
     data = {}
     for i, (prof, q, hw, tiles, bad) in enumerate(cases):
         data.update(case_data(i, prof, q, hw, tiles, front, bad))
     params = {"test": f"vlc_decoder-{name}", "front": front, "cases": len(cases),
-              "valid_prob": valid_prob, "ready_prob": ready_prob}
+              "valid_prob": valid_prob, "ready_prob": ready_prob, "watch_tiles": watch_tiles, "abort": abort}
     result = run_cocotb(_verilog(front), "sim.tb_vlc_decoder", data=data, params=params, seed=seed,
                         build_args=BUILD_ARGS)
     return data, result.outputs
@@ -105,19 +105,21 @@ def _mixed_q(prof, rng, images, image_pixels):
     return q
 
 
-def _every_mode_cases(seed, n_cases=3):
+def _every_mode_cases(seed, n_cases=3, images=2, pixels=(5, 30)):
     rng = np.random.default_rng(seed)
     cases = []
     for j in range(n_cases):
         prof = every_mode_profile(rng, channels=int(rng.integers(16, 40)),
                                   tile_pixels=int(rng.integers(2, 9)))
-        image_pixels = int(rng.integers(5, 30))
-        q = _mixed_q(prof, rng, 2, image_pixels)
+        image_pixels = int(rng.integers(*pixels))
+        q = _mixed_q(prof, rng, images, image_pixels)
         enc, tiles = _encoded(prof, q, image_pixels)
         cases.append((prof, q, image_pixels, tiles, ()))
-        if j == 0:
-            assert set(enc.tile_mode.tolist()) == {0, 1}, "want coded and raw tiles"
     return cases
+
+
+def _modes(tiles) -> set[int]:
+    return {(int(t[0]) >> 20) & 3 for t in tiles}
 
 
 def _fmap_case(coder="auto", bits=6, tile_pixels=8, h=16, w=16, channels=64):
@@ -131,18 +133,32 @@ def _fmap_case(coder="auto", bits=6, tile_pixels=8, h=16, w=16, channels=64):
 # -- every mode, zero flag and extreme ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("rate", list(RATES))
 @pytest.mark.parametrize("front", [False, True], ids=["decoder", "front"])
-def test_every_mode(front):
+def test_every_mode(front, rate):
     """Hand-built profiles: every mode with and without zero flags, widths 1..16, Rice k/esc at
     both ends, Huffman codes up to 16 bits and ESC-only codes; random q with extremes, zero
     pixels and all-zero tiles; coded and raw tiles; two images with short last tiles."""
-    data, out = _run("every_mode" + ("-front" if front else ""), _every_mode_cases(7),
-                     front=front)
+    cases = _every_mode_cases(7)
+    assert set().union(*(_modes(c[3]) for c in cases)) == {0, 1}, "want coded and raw tiles"
+    data, out = _run(f"every_mode-{'front' if front else 'decoder'}-{rate}", cases,
+                     front=front, rate=rate)
     for i in range(3):
-        _check_case(data, out, i)
+        _check_case(data, out, i, rate=rate)
         assert _bits(out[f"c{i}_status"], DEC_STATUS)["error"] == 0
         if front:
             assert out[f"c{i}_unpacker_status"] == 0
+
+
+@pytest.mark.parametrize("how", ["reset", "commit"])
+def test_restart_mid_tile(how):
+    """Reset, or a new configuration commit, in the middle of a tile with values in flight: the
+    next stream decodes exactly from its first value."""
+    cases = _every_mode_cases(21, 1)
+    words = int(sum(t.size for t in cases[0][3]) // 2)
+    data, out = _run(f"restart-{how}", cases, front=True, abort={"how": how, "words": words})
+    _check_case(data, out, 0)
+    assert out["c0_status"] == 0 and out["c0_unpacker_status"] == 0
 
 
 def test_single_class_edges():
@@ -177,33 +193,41 @@ def test_single_class_edges():
 
 @pytest.mark.parametrize("rate", list(RATES))
 def test_feature_map(rate):
-    """A 64 x 16 x 16 ResNet-18 feature map (PCA, auto coder), 16384 values, through the
-    unpacker and decoder; at full rate the cycles per value must stay within 1.02."""
-    data, out = _run(f"fmap-{rate}", [_fmap_case()], front=True, rate=rate)
+    """A ResNet-18 feature map (PCA, auto coder) through the unpacker and decoder: at full rate
+    64 x 16 x 16 (16384 values), where the cycles per value must stay within 1.02 including the
+    pipeline fill; with valid gaps and ready stalls 64 x 8 x 16."""
+    h = 16 if rate == "full_rate" else 8
+    data, out = _run(f"fmap-{rate}", [_fmap_case(h=h)], front=True, rate=rate)
     _check_case(data, out, 0, rate=rate)
     assert out["c0_status"] == 0 and out["c0_unpacker_status"] == 0
 
 
-@pytest.mark.parametrize("coder,bits", [("huffman", 8), ("golomb", 5), ("pooled-huffman", 7)])
-def test_feature_map_coders(coder, bits):
-    data, out = _run(f"fmap-{coder}", [_fmap_case(coder, bits, tile_pixels=5, h=8, w=8)],
-                     front=True)
-    _check_case(data, out, 0)
-    assert out["c0_status"] == 0 and out["c0_unpacker_status"] == 0
+def test_feature_map_coders():
+    """The same kind of map calibrated for Huffman only, Rice only and the paper's pooled
+    Huffman code (one simulation, three configurations)."""
+    cases = [_fmap_case(coder, bits, tile_pixels=5, h=8, w=8)
+             for coder, bits in (("huffman", 8), ("golomb", 5), ("pooled-huffman", 7))]
+    for prof, *_ in cases:
+        assert {c.mode for c in prof.classes} - {"drop"}, "calibration left nothing to code"
+    data, out = _run("fmap-coders", cases, front=True)
+    for i in range(len(cases)):
+        _check_case(data, out, i)
+        assert out[f"c{i}_status"] == 0 and out[f"c{i}_unpacker_status"] == 0
 
 
 # -- corrupted and truncated streams -----------------------------------------------------------
 
 
 def _corrupt_cases(seed, kinds):
-    """Every-mode cases and a feature-map case with every third tile damaged."""
+    """Every-mode cases and a feature-map case with every other tile damaged."""
     rng = np.random.default_rng(seed)
     cases, bad = [], []
-    for prof, q, hw, tiles, _ in _every_mode_cases(seed, 2) + [_fmap_case(tile_pixels=4, h=8,
-                                                                          w=8)]:
-        tiles, damaged = corrupt_tiles(tiles, rng, kinds=kinds)
+    for prof, q, hw, tiles, _ in (_every_mode_cases(seed, 2, images=3, pixels=(24, 40))
+                                  + [_fmap_case(tile_pixels=4, h=8, w=8)]):
+        tiles, damaged = corrupt_tiles(tiles, rng, every=2, kinds=kinds)
         cases.append((prof, q, hw, tiles, tuple(damaged)))
         bad.append(damaged)
+    assert set().union(*(d.values() for d in bad)) == set(kinds), "want every kind of damage"
     return cases, bad
 
 
@@ -225,7 +249,7 @@ def test_corrupt_front(rate):
     from sim.tb_vlc_decoder import CORRUPTIONS
 
     cases, bad = _corrupt_cases(11, CORRUPTIONS)
-    data, out = _run(f"corrupt_front-{rate}", cases, front=True, rate=rate)
+    data, out = _run(f"corrupt_front-{rate}", cases, front=True, rate=rate, watch_tiles=True)
     for i, damaged in enumerate(bad):
         _check_case(data, out, i)
         unp = _bits(out[f"c{i}_unpacker_status"], UNP_STATUS)

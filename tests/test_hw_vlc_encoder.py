@@ -14,13 +14,19 @@ import numpy as np
 import pytest
 
 from golden.calibrate import calibrate
+from golden.profile import ClassParams, config_writes
 from golden.quantizer import quantize
 from golden.transform import forward, to_pixels
-from golden.profile import ClassParams, config_writes
 from hw.vlc_encoder import VlcEncoder
 from sim.runner import run_cocotb
 from sim.tb_framed import design_verilog, feature_map
-from sim.tb_vlc_encoder import encoder_data, every_mode_profile, identity_profile, random_q
+from sim.tb_vlc_encoder import (
+    build_args,
+    encoder_data,
+    every_mode_profile,
+    identity_profile,
+    random_q,
+)
 
 pytestmark = pytest.mark.hw
 
@@ -39,9 +45,11 @@ def _run(name, data, rate="stalls", testcase="vlc_encoder_stream", seed=1, **ext
     valid_prob, ready_prob = RATES[rate]
     params = {"block": "VlcEncoder", "test": f"vlc_encoder-{name}", "q_width": 16,
               "valid_prob": valid_prob, "ready_prob": ready_prob, **extra}
-    result = run_cocotb(_verilog(), "sim.tb_vlc_encoder",
-                        testcase=testcase, data=data, params=params, seed=seed)
+    result = run_cocotb(_verilog(), "sim.tb_vlc_encoder", testcase=testcase, data=data,
+                        params=params, seed=seed, build_args=build_args())
     out = result.outputs
+    if not out:
+        return out
     # The one comparison: every field of every token pair, in stream order.
     out["equal"] = all(np.array_equal(out[k], data[f"exp_{k}"]) for k in FIELDS)
     return out
@@ -49,6 +57,7 @@ def _run(name, data, rate="stalls", testcase="vlc_encoder_stream", seed=1, **ext
 
 def _check(out, rate):
     assert out["equal"], f"{int(out['mismatches'])} mismatching token pairs"
+    assert int(out["error"]) == 0
     if rate == "full_rate":
         per_value = int(out["cycles"]) / len(out["tile_last"])
         assert per_value <= MAX_CYCLES_PER_VALUE, f"{per_value:.4f} cycles/value"
@@ -125,6 +134,13 @@ def test_reset_mid_stream(rng):
     out = _run("reset", encoder_data(prof, q), testcase="vlc_encoder_reset_mid_stream",
                abort_after=7 * 48 + 19)
     _check(out, "stalls")
+
+
+def test_error_flag(rng):
+    prof = every_mode_profile(rng, channels=48)
+    q = random_q(prof, rng, 2)
+    _run("error", encoder_data(prof, q), testcase="vlc_encoder_error_flag", channels=48,
+         max_channels=MAX_CHANNELS)
 
 
 def test_mismatch_is_caught(rng):

@@ -158,7 +158,7 @@ def train(recipe: dict = RECIPE, data: Digits | None = None, log=_log) -> dict:
         "test_top1": acc,
         "train_seconds": seconds,
         "train_cpu_seconds": cpu_seconds,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 
@@ -166,13 +166,17 @@ def load_or_train(path: Path | str = CACHE, recipe: dict = RECIPE, force: bool =
                   log=_log) -> tuple[ResNet18, dict]:
     """The trained model (eval mode) and its checkpoint; trains and caches when needed."""
     path = Path(path)
-    ckpt = None
+    ckpt = {}
     if path.exists() and not force:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("recipe") != recipe:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated or foreign file: rebuild it
+            log(f"{path}: unreadable ({type(e).__name__}), retraining")
+            ckpt = {}
+        if ckpt and ckpt.get("recipe") != recipe:
             log(f"{path}: made by another recipe, retraining")
-            ckpt = None
-    if ckpt is None:
+            ckpt = {}
+    if not ckpt:
         ckpt = train(recipe, log=log)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
