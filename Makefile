@@ -66,7 +66,7 @@ sim: $(STAMP_BASE)
 	$(SIMENV) $(PY) -m sim.main
 
 bench: $(STAMP_BASE)
-	$(SIMENV) $(PY) -m fmcodec.cli bench --json $(BENCH_ARGS)
+	$(SIMENV) $(PY) -m fmcodec.cli bench --json --sizes $(BENCH_ARGS)
 
 bitstream: $(STAMP_BASE)
 	$(PY) -m hw.build bitstream --board $(BOARD)

@@ -4,8 +4,10 @@ Host link: the board's USB serial port (FT2232H channel B on R26/R24, `uart` 0 i
 amaranth_boards.ecpix5). The second choice, `pmod`, is a 3.3 V USB-UART adapter on PMOD 0:
 FPGA transmit on PMOD pin 1, FPGA receive on PMOD pin 2.
 
-Clock: the 100 MHz oscillator (K23, constrained by the platform file) clocks the whole design;
-100 MHz / 1 Mbaud = 100 clocks per bit exactly. The reset button (AB1) resets the design.
+Clock: the 100 MHz oscillator (K23) feeds the ECP5 PLL, which clocks the whole design at
+CLOCK_HZ = 50 MHz (constrained at that frequency; the lanes do not reach 100 MHz at the -8 speed
+grade, see `make report`); 50 MHz / 1 Mbaud = 50 clocks per bit exactly. The reset button (AB1)
+resets the design.
 """
 
 from amaranth.build import Attrs
@@ -17,6 +19,7 @@ DESCRIPTION = "ECPIX-5, LFE5UM5G-85F-8 CABGA554, 100 MHz, host link on the on-bo
 PLATFORM = ECPIX585Platform
 BITSTREAM = "bit"
 BAUD = 1_000_000
+CLOCK_HZ = 50e6
 
 LINKS = {
     "usb": ("uart", 0),
@@ -28,3 +31,7 @@ RESOURCES = [
 ]
 VALUE_DEPTH = 4096
 WORD_DEPTH = 1024
+# The lanes: ResNet-18's widest layer (512 channels), raw tiles of up to 512 words.
+GROUP = 8
+MAX_CHANNELS = 512
+MAX_TILE_WORDS = 512

@@ -27,6 +27,11 @@ RESOURCES = [
     UARTResource(1, rx="2", tx="1", conn=("pmod", 0),
                  attrs=Attrs(IO_STANDARD="SB_LVCMOS", PULLUP=1)),
 ]
-# Buffer depths of the board top (values and 64-bit words): a tile of up to 1024 values.
+# Host-link buffers (values, 64-bit words): up to 1024 values a TILE request.
 VALUE_DEPTH = 1024
 WORD_DEPTH = 256
+# The lanes: layers of up to 64 channels, raw tiles of up to 64 words (8 pixels x 64 channels
+# at 8 bits): what fits next to the host link's buffers in 30 block RAMs.
+GROUP = 8
+MAX_CHANNELS = 64
+MAX_TILE_WORDS = 64

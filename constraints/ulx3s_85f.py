@@ -29,3 +29,7 @@ RESOURCES = [
 ]
 VALUE_DEPTH = 4096
 WORD_DEPTH = 1024
+# The lanes: ResNet-18's widest layer (512 channels), raw tiles of up to 512 words.
+GROUP = 8
+MAX_CHANNELS = 512
+MAX_TILE_WORDS = 512

@@ -105,7 +105,7 @@ def golden_reference(x: np.ndarray, profile) -> Golden:
     q = quantize(forward(pixels, profile), profile)
     enc = encode_q(q, x.shape, profile)
     words = [enc.image[o:o + 1 + n] for o, n in zip(enc.tile_offset.tolist(),
-                                                    enc.tile_payload_words.tolist())]
+                                                    enc.tile_payload_words.tolist(), strict=True)]
     recon = inverse(dequantize(q, profile), profile)
     return Golden(profile, pixels, words, recon, enc.tile_start, enc.tile_count)
 
@@ -132,11 +132,13 @@ def calibrate_for_board(x: np.ndarray, info: P.Info, coder: str = "auto"):
         raise BoardCheckError(f"one pixel of {C} channels does not fit the board's value buffer "
                               f"({info.value_depth} values)")
     profile = calibrate(x, transform="pca", group=info.group, coder=coder, tile_pixels=tp)
-    while tp > 1 and 1 + profile.raw_words(tp) > info.word_depth:
+    max_raw = min(info.word_depth - 1, info.max_tile_words or info.word_depth)
+    while tp > 1 and profile.raw_words(tp) > max_raw:
         tp -= 1
-    if 1 + profile.raw_words(tp) > info.word_depth:
-        raise BoardCheckError(f"a raw tile of one pixel does not fit the board's word buffer "
-                              f"({info.word_depth} words)")
+    if profile.raw_words(tp) > max_raw:
+        raise BoardCheckError(f"a raw tile of one pixel ({profile.raw_words(1)} words) does not "
+                              f"fit the board ({info.word_depth} words buffered, "
+                              f"{info.max_tile_words} words a tile)")
     return dataclasses.replace(profile, tile_pixels=tp)
 
 
@@ -149,6 +151,9 @@ def requests_for(golden: Golden, info: P.Info, max_tiles: int | None = None) -> 
     for t in range(n):
         tv = int(golden.tile_count[t]) * C
         tw = 1 + p.raw_words(int(golden.tile_count[t]))   # worst case: the tile goes raw
+        if info.max_tile_words and tw - 1 > info.max_tile_words:
+            raise BoardCheckError(f"tile {t} needs up to {tw - 1} payload words; the board's "
+                                  f"encoder lane buffers {info.max_tile_words}")
         if tv > info.value_depth or tw > info.word_depth:
             raise BoardCheckError(f"tile {t} ({tv} values, up to {tw} words) does not fit the "
                                   f"board's buffers ({info.value_depth} values, "

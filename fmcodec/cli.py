@@ -175,14 +175,21 @@ def cmd_stats(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from golden.bench import run_bench
+    from golden.bench import run_bench, run_sizes
 
     result = run_bench(repeats=args.repeats)
+    if args.sizes:
+        result["sizes"] = run_sizes(group=args.group, bits=args.bits)
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
-            print(f"{k:32s} {v}")
+            if k != "sizes":
+                print(f"{k:32s} {v}")
+        for r in result.get("sizes", []):
+            print(f"{r['tensor'][:34]:34s} {r['method']:28s} {r['bits_per_value']:7.3f} b/v "
+                  f"(entropy {r['entropy_bits_per_value']:6.3f}, pooled "
+                  f"{r['pooled_entropy_bits_per_value']:6.3f}) SQNR {r['sqnr_db']:6.2f} dB")
     return 0
 
 
@@ -248,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="golden model throughput against zlib level 6")
     p.add_argument("--json", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sizes", action="store_true",
+                   help="also compare coded sizes of every method on the same tensors")
+    p.add_argument("--group", type=int, default=8, help="transform group for --sizes")
+    p.add_argument("--bits", type=int, default=8, help="B for --sizes")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="network-level evaluation on ResNet-18 (needs [eval] extra)")

@@ -87,7 +87,7 @@ TILE_HEADER_BYTES = 2       # tiles u16
 RESULT_HEADER_BYTES = 11    # status u8, words u16, encoder cycles u32, decoder cycles u32
 WORD_BYTES = 8
 
-_INFO = struct.Struct("<BBBBHHIIBH")
+_INFO = struct.Struct("<BBBBHHIIBHH")
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -239,20 +239,23 @@ class Info:
     baud: int
     group: int          # transform group N of the lanes (0 in a link-only design)
     max_channels: int   # widest layer the lanes take (0 in a link-only design)
+    max_tile_words: int  # largest raw tile payload the encoder lane buffers (0: no lanes)
 
     def pack(self) -> bytes:
         return _INFO.pack(self.version, self.design, self.lanes, DTYPES.index(self.dtype),
                           self.value_depth, self.word_depth, self.clk_hz, self.baud, self.group,
-                          self.max_channels)
+                          self.max_channels, self.max_tile_words)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Info:
         if len(payload) != _INFO.size:
             raise ProtocolError(f"INFO reply of {len(payload)} bytes, expected {_INFO.size}")
-        version, design, lanes, dt, vdepth, wdepth, clk, baud, group, maxc = _INFO.unpack(payload)
+        version, design, lanes, dt, vdepth, wdepth, clk, baud, group, maxc, maxw = \
+            _INFO.unpack(payload)
         if dt >= len(DTYPES):
             raise ProtocolError(f"INFO reply names unknown dtype code {dt}")
-        return cls(version, design, lanes, DTYPES[dt], vdepth, wdepth, clk, baud, group, maxc)
+        return cls(version, design, lanes, DTYPES[dt], vdepth, wdepth, clk, baud, group, maxc,
+                   maxw)
 
     @property
     def max_tile_payload(self) -> int:

@@ -57,3 +57,52 @@ def run_bench(repeats: int = 5, shape=(64, 56, 56), seed: int = 0) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
+
+
+METHODS = (
+    ("fmcodec pca auto", dict(transform="pca", coder="auto")),
+    ("fmcodec pca huffman", dict(transform="pca", coder="huffman")),
+    ("fmcodec pca golomb", dict(transform="pca", coder="golomb")),
+    ("paper: pca pooled-huffman", dict(transform="pca", coder="pooled-huffman")),
+    ("fmcodec dct auto", dict(transform="dct", coder="auto")),
+    ("fmcodec wht auto", dict(transform="wht", coder="auto")),
+    ("no transform, fmcodec VLC", dict(transform="identity", coder="auto")),
+)
+
+
+def size_table(x: np.ndarray, group: int = 8, bits: int = 8, label: str = "") -> list[dict]:
+    """Real container bits/value of every method on tensor `x`, with entropies and SQNR.
+
+    Every method quantizes with the same uniform step rule (B bits for the strongest component),
+    so methods sharing a transform have identical symbols and SQNR: their sizes compare at equal
+    quality. `pooled_entropy_bits_per_value` of the paper's row is what the paper reported.
+    """
+    from golden.calibrate import calibrate
+    from golden.stats import measure
+
+    rows = []
+    for name, kw in METHODS:
+        profile = calibrate(x, group=group, bits=bits, **kw)
+        s = measure(x, profile)
+        rows.append({"tensor": label, "method": name, "group": group, "bits": bits,
+                     **{k: s[k] for k in ("bits_per_value", "entropy_bits_per_value",
+                                          "pooled_entropy_bits_per_value",
+                                          "overhead_vs_entropy", "sqnr_db", "raw_tiles")}})
+    return rows
+
+
+def run_sizes(group: int = 8, bits: int = 8) -> list[dict]:
+    """`size_table` on the 64x56x56 correlated tensor and on the bundled real feature maps."""
+    from pathlib import Path
+
+    from golden.synthetic import correlated_tensor
+
+    rows = size_table(correlated_tensor(64, 56, 56), group, bits, "synthetic 64x56x56")
+    fixture = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "featuremaps.npz"
+    if fixture.is_file():
+        with np.load(fixture) as f:
+            for key in f.files:
+                t = f[key]
+                if t.ndim == 4 and t.dtype == np.int8:
+                    rows += size_table(t, group, bits, f"{key} {'x'.join(map(str, t.shape))}")
+    return rows

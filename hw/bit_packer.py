@@ -13,21 +13,25 @@ Stream contract
   `max_tile_words`; such a tile goes out cut short), held until the next commit.
 
 Both payloads of a tile are packed side by side as the tokens arrive, LSB first (stream bit b is
-bit b % 64 of word b // 64, the last word zero-padded), each into its own tile buffer and through
-its own CRC-32. At the tile's end the raw payload is chosen when coded_words >= raw_words, and the
-header (length, mode, tile number mod 1024, CRC-32 over the payload bytes followed by header bits
-0..31) is finished with one 32-bit CRC step. The header precedes the payload in the output but
-depends on all of it, hence whole-tile buffers; they are double-buffered (banks 0 and 1) so the
-next tile packs while the previous one is sent.
+bit b % 64 of word b // 64, the last word zero-padded), each into its own tile buffer. At the
+tile's end the raw payload is chosen when coded_words >= raw_words. The header (length, mode,
+tile number mod 1024, CRC-32 over the payload bytes followed by header bits 0..31) precedes the
+payload but depends on all of it, hence whole-tile buffers, double-buffered (banks 0 and 1) so
+the next tile packs while the previous one is sent; and the CRC is computed by one 64-bit CRC
+step reading the chosen payload back from its buffer just before the tile is sent (two CRCs
+running during packing would cost twice the logic for a payload that is then thrown away).
 
-Throughput one token pair per clock sustained as long as sending a tile (1 + payload words
-clocks into an always-ready sink, + 5 clocks of latency) takes no longer than packing the next
-one (its values), i.e. tiles of more than ~payload + 6 values; a bank frees when its last word is
-sent, and the input stalls while both banks wait to be sent. Latency from taking the tile's last
-token to its header on `o`: 5 clocks. Pipeline: P (token into a 64-bit accumulator, full word
-out; a tile's end waits one clock in `pend`), W (word into the buffer and the CRC), F (mode
-choice and header), E (header, then payload words read from the buffer). `i.ready` depends on
-registers only; `o.ready` reaches the E stage and the buffer read enables combinationally.
+Pipeline: P1 (bit position, shift by position mod 8), P2 (shift by bytes into a 64-bit
+accumulator, full word out; a tile's end waits one clock in `pend`), W (word into the buffer),
+F (mode choice, header bits 0..31), E (CRC pass over the chosen payload, header, payload words).
+`i.ready` depends on registers only; `o.ready` reaches the E stage and the buffer read enables
+combinationally.
+
+Throughput: one token pair per clock sustained, as long as sending a tile takes no longer than
+packing the next: E needs 2 x payload words + 6 clocks per tile (+ the sink's stalls), the
+packing needs one clock per value, and payload words <= raw words <= values / 4 (bits <= 16), so
+every tile of 16 values or more keeps up. The input stalls only while both banks wait to be
+sent. Latency from taking a tile's last token to its header on `o`: payload words + 8 clocks.
 
 Storage: two memories (coded, raw) of 2 x `max_tile_words` x 64 bits (two banks each), one write
 and one read port each. `max_tile_words` must be at least the raw words of the largest tile the
@@ -104,7 +108,7 @@ class BitPacker(wiring.Component):
 
         # -- P and W for both payloads -----------------------------------------------------------
         mems = {}
-        fin = {}                               # final word count and CRC state of the tile
+        fin = {}                               # word count of each payload of the tile
         fin_valid = Signal()
         fin_bank = Signal()
         overflow = Signal()
@@ -126,83 +130,111 @@ class BitPacker(wiring.Component):
         with m.Elif(overflow):
             m.d.sync += self.error.eq(1)
 
-        # -- F: mode choice and header -------------------------------------------------------------
+        # -- F: mode choice and header bits 0..31 ----------------------------------------------
         tile_no = Signal(TILE_NO_BITS, init=self.tile_first)
         with m.If(commit):
             m.d.sync += tile_no.eq(self.tile_first)
 
-        header = Array(Signal(WORD_BITS, name=f"header{b}") for b in range(2))
         length = Array(Signal(count_shape, name=f"length{b}") for b in range(2))
         use_raw = Array(Signal(name=f"use_raw{b}") for b in range(2))
-
-        coded_words, coded_crc = fin["coded"]
-        raw_words, raw_crc = fin["raw"]
-        # Signals, not expressions: the CRC matrix takes every bit of its inputs apart.
+        low = Array(Signal(32, name=f"low{b}") for b in range(2))
+        coded_words, raw_words = fin["coded"], fin["raw"]
         f_raw = Signal()
         f_len = Signal(count_shape)
-        f_low = Signal(32)                     # header bits 0..31
-        f_state = Signal(32)
         m.d.comb += [
             f_raw.eq(coded_words >= raw_words),
             f_len.eq(Mux(f_raw, raw_words, coded_words)),
-            f_low.eq(Cat(f_len, Const(0, LEN_BITS - len(f_len)), f_raw, Const(0, 1), tile_no)),
-            f_state.eq(Mux(f_raw, raw_crc, coded_crc)),
         ]
-        f_check = crc32_next(f_state, f_low) ^ CRC32_XOROUT
         with m.If(fin_valid):
             m.d.sync += [
-                header[fin_bank].eq(Cat(f_low, f_check)),
                 length[fin_bank].eq(f_len),
                 use_raw[fin_bank].eq(f_raw),
+                low[fin_bank].eq(Cat(f_len, Const(0, LEN_BITS - len(f_len)), f_raw, Const(0, 1),
+                                     tile_no)),
                 tile_no.eq(tile_no + self.tile_step),
             ]
             m.d.comb += ready_set.eq(Mux(fin_bank, 0b10, 0b01))
 
-        # -- E: header, then the payload ---------------------------------------------------------
+        # -- E: CRC pass over the chosen payload, then the header, then the payload -------------
+        # One CRC engine reads the chosen payload back before the tile is sent, rather than two
+        # (coded and raw) running while the tile packs: the header comes first but depends on
+        # every payload word, and only one of the payloads is ever sent. Sending a tile thus
+        # takes 2 x payload + 6 clocks (WAIT 1, CRC payload + 3, HEADER 1, SEND payload + 1),
+        # below the values of any tile that is not tiny (payload <= raw words <= values / 4).
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         eb = Signal()                          # bank being sent
-        sending = Signal()                     # header sent, payload words follow
-        epos = Signal(count_shape)             # next payload word to read
-        e_raw = Signal()                       # payload the read data comes from
+        e_raw = Signal()                       # the payload read comes from the raw buffer
+        e_len = Signal(count_shape)
+        e_low = Signal(32)
+        pos = Signal(count_shape)              # next payload word to read
+        rd_en = Signal()
 
-        # The read after a tile's last word (epos = length, possibly = depth) is never used.
         rd_addr = Signal(range(2 * depth))
-        m.d.comb += rd_addr.eq(Mux(eb, depth, 0) + Mux(epos < depth, epos, 0))
+        # The read after a tile's last word (pos = length, possibly = depth) is never used.
+        m.d.comb += rd_addr.eq(Mux(eb, depth, 0) + Mux(pos < depth, pos, 0))
         rd = {}
         for name in ("coded", "raw"):
             port = mems[name].read_port()
-            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(advance)]
+            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(rd_en)]
             rd[name] = port.data
-        word = Mux(e_raw, rd["raw"], rd["coded"])
+        word = Signal(WORD_BITS)
+        m.d.comb += word.eq(Mux(e_raw, rd["raw"], rd["coded"]))
 
-        done = Signal()
+        crc = Signal(32)
+        crc_word = Signal(WORD_BITS)           # registered between the buffer and the CRC tree
+        issued = Signal()                      # a CRC-pass read was issued last clock
+        absorb = Signal()                      # crc_word holds a payload word
+        header = Signal(WORD_BITS)
+
         with m.If(advance):
-            with m.If(~sending):
-                m.d.sync += [
-                    self.o.valid.eq(ready.bit_select(eb, 1)),
-                    self.o.p.data.eq(header[eb]),
-                    self.o.p.first.eq(1),
-                    self.o.p.last.eq(length[eb] == 0),
-                    e_raw.eq(use_raw[eb]),
-                ]
+            m.d.sync += self.o.valid.eq(0)
+        done = Signal()
+        with m.FSM(name="send"):
+            with m.State("WAIT"):
                 with m.If(ready.bit_select(eb, 1)):
-                    with m.If(length[eb] == 0):
-                        m.d.comb += done.eq(1)
-                    with m.Else():
-                        m.d.sync += [sending.eq(1), epos.eq(1)]
-            with m.Else():
-                is_last = epos == length[eb]
+                    m.d.sync += [
+                        e_raw.eq(use_raw[eb]), e_len.eq(length[eb]), e_low.eq(low[eb]),
+                        pos.eq(0), crc.eq(CRC32_INIT), issued.eq(0), absorb.eq(0),
+                    ]
+                    m.next = "CRC"
+            with m.State("CRC"):
+                more = pos != e_len
+                m.d.comb += rd_en.eq(1)
+                m.d.sync += [issued.eq(more), crc_word.eq(word), absorb.eq(issued)]
+                with m.If(more):
+                    m.d.sync += pos.eq(pos + 1)
+                with m.If(absorb):
+                    m.d.sync += crc.eq(crc32_next(crc, crc_word))
+                with m.If(~more & ~issued & ~absorb):
+                    m.next = "HEADER"
+            with m.State("HEADER"):
                 m.d.sync += [
-                    self.o.valid.eq(1),
-                    self.o.p.data.eq(word),
-                    self.o.p.first.eq(0),
-                    self.o.p.last.eq(is_last),
-                    epos.eq(epos + 1),
+                    header.eq(Cat(e_low, crc32_next(crc, e_low) ^ CRC32_XOROUT)),
+                    pos.eq(0),
                 ]
-                with m.If(is_last):
-                    m.d.comb += done.eq(1)
-                    m.d.sync += [sending.eq(0), epos.eq(0)]
+                m.next = "SEND"
+            with m.State("SEND"):
+                # The header goes out while word 0 is read; then one word per taken beat.
+                m.d.comb += rd_en.eq(advance)
+                with m.If(advance):
+                    m.d.sync += [self.o.valid.eq(1), pos.eq(pos + 1)]
+                    with m.If(pos == 0):
+                        m.d.sync += [
+                            self.o.p.data.eq(header),
+                            self.o.p.first.eq(1),
+                            self.o.p.last.eq(e_len == 0),
+                        ]
+                        m.d.comb += done.eq(e_len == 0)
+                    with m.Else():
+                        m.d.sync += [
+                            self.o.p.data.eq(word),
+                            self.o.p.first.eq(0),
+                            self.o.p.last.eq(pos == e_len),
+                        ]
+                        m.d.comb += done.eq(pos == e_len)
+                    with m.If(done):
+                        m.next = "WAIT"
         with m.If(done):
             m.d.sync += eb.eq(~eb)
             m.d.comb += [
@@ -215,23 +247,38 @@ class BitPacker(wiring.Component):
     @staticmethod
     def _payload(m, name, tok, take, tile_end, wb, mem, depth, count_shape, fin_valid,
                  fin_bank, overflow):
-        """P and W of one payload; returns its (words, crc state) at the tile's end (valid with
+        """P and W of one payload; returns its word count at the tile's end (valid with
         `fin_valid`, which both payloads drive identically: their tiles end together)."""
         width = len(tok.value)
         assert width < WORD_BITS  # a tile's first token never fills a word (see pend)
 
-        # P: the accumulator holds `cnt` < 64 bits not yet in a word.
-        acc = Signal(WORD_BITS, name=f"{name}_acc")
-        cnt = Signal(range(WORD_BITS), name=f"{name}_cnt")
-        merged = Signal(WORD_BITS + width, name=f"{name}_merged")
+        # P1: the token's bit position in its word (`pos`, the only feedback) and a first shift
+        # by pos mod 8. P2 shifts by whole bytes and ORs into the accumulator: the shifter is
+        # split in two so that neither stage is longer than the accumulator loop itself.
+        pos = Signal(range(WORD_BITS), name=f"{name}_pos")
         total = Signal(range(WORD_BITS + width), name=f"{name}_total")
-        m.d.comb += [
-            merged.eq(acc | (tok.value << cnt)),
-            total.eq(cnt + tok.nbits),
-        ]
-        full = total >= WORD_BITS
-        rest = Mux(full, merged[WORD_BITS:], merged[:WORD_BITS])
-        rest_cnt = Mux(full, total - WORD_BITS, total)
+        m.d.comb += total.eq(pos + tok.nbits)
+        p2 = Signal(data.StructLayout({
+            "valid": 1, "end": 1, "bank": 1,
+            "value": width + 7,           # token << (pos mod 8)
+            "byte": 3,                    # pos // 8
+            "full": 1,                    # the token completes a word
+            "left": 1,                    # bits remain after it (the tile's last word, at its end)
+        }), name=f"{name}_p2")
+        m.d.sync += p2.valid.eq(take)
+        with m.If(take):
+            m.d.sync += [
+                p2.end.eq(tile_end), p2.bank.eq(wb),
+                p2.value.eq(tok.value << pos[:3]), p2.byte.eq(pos[3:]),
+                p2.full.eq(total >= WORD_BITS), p2.left.eq(total[:6] != 0),
+                pos.eq(Mux(tile_end, 0, total[:6])),
+            ]
+
+        # P2: the accumulator holds the bits of the current word below `pos`.
+        acc = Signal(WORD_BITS, name=f"{name}_acc")
+        merged = Signal(WORD_BITS + width, name=f"{name}_merged")
+        m.d.comb += merged.eq(acc | (p2.value << Cat(Const(0, 3), p2.byte)))
+        rest = Mux(p2.full, merged[WORD_BITS:], merged[:WORD_BITS])
 
         # Events into W: a full word, or the tile's end (with its padded last word, if any bits
         # are left). A tile's end waits one clock in `pend` when its last token also fills a
@@ -241,28 +288,26 @@ class BitPacker(wiring.Component):
                     name=f"{name}_ev")
         pend = Signal.like(ev, name=f"{name}_pend")
         m.d.sync += [ev.has_word.eq(0), ev.end.eq(0), pend.end.eq(0)]
-        with m.If(take):
-            with m.If(tile_end):
-                m.d.sync += [acc.eq(0), cnt.eq(0)]
+        with m.If(p2.valid):
+            with m.If(p2.end):
                 m.d.sync += [
+                    acc.eq(0),
                     pend.word.eq(rest),
-                    pend.has_word.eq(rest_cnt != 0),
+                    pend.has_word.eq(p2.left),
                     pend.end.eq(1),
-                    pend.bank.eq(wb),
+                    pend.bank.eq(p2.bank),
                 ]
             with m.Else():
-                m.d.sync += [acc.eq(rest), cnt.eq(rest_cnt)]
-        with m.If(take & full):
-            m.d.sync += [ev.word.eq(merged[:WORD_BITS]), ev.has_word.eq(1), ev.bank.eq(wb)]
+                m.d.sync += acc.eq(rest)
+        with m.If(p2.valid & p2.full):
+            m.d.sync += [ev.word.eq(merged[:WORD_BITS]), ev.has_word.eq(1), ev.bank.eq(p2.bank)]
         with m.Elif(pend.end):
             m.d.sync += ev.eq(pend)
 
-        # W: buffer write and CRC; word counts saturate at `depth` (a longer coded payload is
-        # never sent, and `coded >= raw` stays right because raw <= depth).
+        # W: buffer write; word counts saturate at `depth` (a longer coded payload is never
+        # sent, and `coded >= raw` stays right because raw <= depth).
         words = Signal(count_shape, name=f"{name}_words")
-        crc = Signal(32, init=CRC32_INIT, name=f"{name}_crc")
         fwords = Signal(count_shape, name=f"{name}_fin_words")
-        fcrc = Signal(32, name=f"{name}_fin_crc")
         room = words < depth
         port = mem.write_port()
         m.d.comb += [
@@ -271,12 +316,11 @@ class BitPacker(wiring.Component):
             port.en.eq(ev.has_word & room),
         ]
         new_words = Mux(ev.has_word & room, words + 1, words)
-        new_crc = Mux(ev.has_word, crc32_next(crc, ev.word), crc)
         with m.If(ev.end):
-            m.d.sync += [words.eq(0), crc.eq(CRC32_INIT), fwords.eq(new_words), fcrc.eq(new_crc)]
+            m.d.sync += [words.eq(0), fwords.eq(new_words)]
         with m.Else():
-            m.d.sync += [words.eq(new_words), crc.eq(new_crc)]
+            m.d.sync += words.eq(new_words)
         if name == "raw":
             m.d.sync += [fin_valid.eq(ev.end), fin_bank.eq(ev.bank)]
             m.d.comb += overflow.eq(ev.has_word & ~room)
-        return fwords, fcrc
+        return fwords

@@ -21,11 +21,13 @@ them on `cfg_tap` for a testbench.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from amaranth import Elaboratable, Module, signed
-from amaranth.lib import data, wiring
+from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal, signed
+from amaranth.build import ResourceError
+from amaranth.lib import data, io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -54,6 +56,7 @@ class Lanes:
     decoder: Callable[[], Any]
     group: int
     max_channels: int
+    max_tile_words: int
     count: int = 1
 
 
@@ -83,7 +86,7 @@ def codec_lanes(dtype: str = "int8", group: int = 8, max_channels: int = 64,
         encoder=lambda: EncoderLane(in_width=IN_WIDTH[dtype], group=group,
                                     max_channels=max_channels, max_tile_words=max_tile_words),
         decoder=lambda: DecoderLane(dtype=dtype, group=group, max_channels=max_channels),
-        group=group, max_channels=max_channels)
+        group=group, max_channels=max_channels, max_tile_words=max_tile_words)
 
 
 def _value(payload):
@@ -142,7 +145,8 @@ class BoardCore(wiring.Component):
             value_depth=self.value_depth, word_depth=self.word_depth,
             codec=self.lanes is not None, lanes=self.lanes.count if self.lanes else 0,
             group=self.lanes.group if self.lanes else 0,
-            max_channels=self.lanes.max_channels if self.lanes else 0, in_shape=in_shape,
+            max_channels=self.lanes.max_channels if self.lanes else 0,
+            max_tile_words=self.lanes.max_tile_words if self.lanes else 0, in_shape=in_shape,
             out_shape=out_shape, idle_limit=self.idle_limit,
             frame_timeout_s=self.frame_timeout_s)
         wiring.connect(m, uart_rx.o, link.rx)
@@ -191,28 +195,102 @@ class LoopbackCore(wiring.Component):
         return m
 
 
+def ecp5_pll_params(f_in: float, f_out: float) -> dict:
+    """EHXPLLL dividers for `f_out` from `f_in` (feedback from CLKOP), as yowasp-ecppll finds
+    them: PFD 3.125..400 MHz, VCO 400..800 MHz, the closest output (VCO near 600 MHz among
+    equals); ValueError if off by more than 0.1 %."""
+    best = None
+    for ref in range(1, 129):
+        pfd = f_in / ref
+        if not 3.125e6 <= pfd <= 400e6:
+            continue
+        for fb in range(1, 81):
+            out = pfd * fb
+            for op in range(2, 129, 2):       # even: the 0-degree phase is then op / 2 - 1
+                if not 400e6 <= out * op <= 800e6:
+                    continue
+                # The closest output; among equals, the VCO nearest the middle of its range.
+                key = (abs(out - f_out), abs(out * op - 600e6))
+                if best is None or key < best[0]:
+                    best = (key, ref, fb, op, out)
+    if best is None or best[0][0] > 1e-3 * f_out:
+        raise ValueError(f"the ECP5 PLL cannot make {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
+    _, ref, fb, op, out = best
+    return {"CLKI_DIV": ref, "CLKFB_DIV": fb, "CLKOP_DIV": op, "CLKOP_CPHASE": op // 2 - 1,
+            "f_out": out}
+
+
 class BoardTop(Elaboratable):
     """`core` on a board: its serial pins on the link resource, its error flag on an LED.
 
-    `link` is the (name, number) of the UART resource in the platform; `clk_freq` comes from
-    the platform's default clock.
+    `link` is the (name, number) of the UART resource in the platform. The design runs on the
+    board's default clock, or, with `clock_hz`, on an ECP5 PLL's output at that frequency (the
+    clock constraint follows it), held in reset until the PLL locks.
     """
 
-    def __init__(self, make_core: Callable[[float], wiring.Component], link=("uart", 0)):
+    def __init__(self, make_core: Callable[[float], wiring.Component], link=("uart", 0),
+                 clock_hz: float | None = None):
         self.make_core = make_core
         self.link = link
+        self.clock_hz = clock_hz
+
+    def _pll_domain(self, m, platform) -> float:
+        from amaranth.lib.cdc import ResetSynchronizer
+        from amaranth.vendor import LatticeECP5Platform
+
+        f_in = platform.default_clk_frequency
+        if not isinstance(platform, LatticeECP5Platform):
+            raise ValueError(f"a {self.clock_hz / 1e6:g} MHz clock needs a PLL; only the ECP5 "
+                             f"one is supported (the board clock is {f_in / 1e6:g} MHz)")
+        pll = ecp5_pll_params(f_in, self.clock_hz)
+        m.submodules.clk_buffer = clk_in = io.Buffer(
+            "i", platform.request(platform.default_clk, dir="-"))
+        reset_in = Const(0)
+        if platform.default_rst is not None:
+            m.submodules.rst_buffer = rst = io.Buffer(
+                "i", platform.request(platform.default_rst, dir="-"))
+            reset_in = rst.i
+        clk_out, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{f_in / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{pll['f_out'] / 1e6:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_CLKI_DIV=pll["CLKI_DIV"],
+            p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=pll["CLKOP_DIV"],
+            p_CLKOP_CPHASE=pll["CLKOP_CPHASE"], p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            p_CLKFB_DIV=pll["CLKFB_DIV"],
+            i_RST=0, i_STDBY=0, i_CLKI=clk_in.i, o_CLKOP=clk_out, i_CLKFB=clk_out,
+            i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+            i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(clk_out)
+        m.submodules.reset_sync = ResetSynchronizer(~locked | reset_in, domain="sync")
+        platform.add_clock_constraint(clk_out, pll["f_out"])
+        return pll["f_out"]
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = self.make_core(platform.default_clk_frequency)
-        uart = platform.request(*self.link)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
-        try:
-            led = platform.request("led", 0)
-        except Exception:  # a board without a plain LED: the error flag stays internal
-            led = None
-        if led is not None:
-            m.d.comb += led.o.eq(core.error)
+        clk_freq = platform.default_clk_frequency
+        if self.clock_hz is not None and abs(self.clock_hz - clk_freq) > 1:
+            clk_freq = self._pll_domain(m, platform)
+        m.submodules.core = core = self.make_core(clk_freq)
+        uart = platform.request(*self.link, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+        # The error flag on the first LED (the red one of an RGB LED on the ECPIX-5).
+        for name, part in (("led", None), ("rgb_led", "r")):
+            try:
+                led = platform.request(name, 0, dir="-")
+            except ResourceError:
+                continue
+            m.submodules.led_buffer = led_buffer = io.Buffer(
+                "o", getattr(led, part) if part else led)
+            m.d.comb += led_buffer.o.eq(core.error)
+            break
         return m
 
 

@@ -286,8 +286,12 @@ def tool_options(family: str, seed: int, name: str, allow_timing_fail: bool = Fa
 
 def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
                     seed: int = DEFAULT_SEED, lanes_kwargs: dict | None = None,
-                    log=print) -> dict:
-    """Build the board top for one board; returns a summary dict (also printed)."""
+                    build_root: Path = BUILD, log=print) -> dict:
+    """Build the board top for one board; returns a summary dict (also printed).
+
+    Products go to `build_root`/boards/<board>/<design>/, the bitstream is copied to
+    `build_root`/bitstreams/<board>-<design>.<bin|bit>.
+    """
     from hw.board_top import BoardTop, LanesMissing, codec_lanes, make_core
 
     board = load_board(board_name)
@@ -300,10 +304,13 @@ def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
     lanes = None
     if design == "codec":
         try:
-            lanes = codec_lanes(dtype=dtype, **(lanes_kwargs or {}))
+            lanes = codec_lanes(dtype=dtype, group=getattr(board, "GROUP", 8),
+                                max_channels=board.MAX_CHANNELS,
+                                max_tile_words=board.MAX_TILE_WORDS, **(lanes_kwargs or {}))
         except LanesMissing as e:
             raise BuildError(f"the codec design needs the lanes: {e}. Build --design link (host "
-                             f"link only) or --design loopback to bring up the board meanwhile.")
+                             f"link only) or --design loopback to bring up the board "
+                             f"meanwhile.") from None
 
     platform = board.PLATFORM()
     platform.add_resources(board.RESOURCES)
@@ -313,10 +320,11 @@ def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
                          value_depth=board.VALUE_DEPTH, word_depth=board.WORD_DEPTH, lanes=lanes)
 
     name = f"fmcodec_{design}"
-    build_dir = BUILD / "boards" / board_name / design
+    build_dir = Path(build_root) / "boards" / board_name / design
     label = f"{board_name}/{design}"
     log(f"{label}: {board.DESCRIPTION}; seed {seed}")
-    plan = platform.prepare(BoardTop(core, board.LINKS[link]), name=name,
+    plan = platform.prepare(BoardTop(core, board.LINKS[link], getattr(board, "CLOCK_HZ", None)),
+                            name=name,
                             **tool_options(family, seed, name))
     ext = board.BITSTREAM
     stages = [Stage("yosys synthesis", f"{name}.json"),
@@ -324,12 +332,12 @@ def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
               Stage("bitstream packing", f"{name}.{ext}")]
     wall, cpu = run_plan(plan, build_dir, stages, label, log=log)
     stats = parse_report(build_dir / f"{name}.report.json", family, build_dir / f"{name}.json")
-    out_dir = BUILD / "bitstreams"
+    out_dir = Path(build_root) / "bitstreams"
     out_dir.mkdir(parents=True, exist_ok=True)
     bitstream = out_dir / f"{board_name}-{design}.{ext}"
     shutil.copyfile(build_dir / f"{name}.{ext}", bitstream)
     summary = {"board": board_name, "design": design, "link": link, "device": platform.device,
-               "seed": seed, "build_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_s": round(cpu, 1),
+               "seed": seed, "build_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "bitstream": str(bitstream), **stats}
     fmax = ", ".join(f"{c} {f:.1f} MHz (needs {stats['constraint_mhz'][c]:.1f})"
                      for c, f in stats["fmax_mhz"].items())

@@ -60,7 +60,8 @@ class HostLink(wiring.Component):
     Parameters: `clk_freq` and `baud` (reported by INFO; `clk_freq` also times out a stalled
     frame), `dtype` (how values travel on the link), `value_depth` and `word_depth` (buffer
     sizes), `codec` (False: a link-only build without lanes, which answers TILE with ERROR
-    NO_CODEC), `lanes`, `group` and `max_channels` (reported by INFO), `in_shape` and
+    NO_CODEC), `lanes`, `group`, `max_channels`, `max_tile_words` (reported by INFO),
+    `in_shape` and
     `out_shape` (value shapes of the encoder input and decoder output), `idle_limit` (clocks
     without lane progress before a phase is abandoned), `frame_timeout_s` (silence within a
     frame before it is abandoned).
@@ -68,8 +69,9 @@ class HostLink(wiring.Component):
 
     def __init__(self, *, clk_freq: float, baud: int, dtype: str = "int8",
                  value_depth: int = 1024, word_depth: int = 256, codec: bool = True,
-                 lanes: int = 1, group: int = 8, max_channels: int = 512, in_shape=signed(8),
-                 out_shape=signed(8), idle_limit: int = 1 << 16,
+                 lanes: int = 1, group: int = 8, max_channels: int = 512,
+                 max_tile_words: int = 512, in_shape=None, out_shape=None,
+                 idle_limit: int = 1 << 16,
                  frame_timeout_s: float = P.FRAME_TIMEOUT_S):
         if dtype not in P.DTYPES:
             raise ValueError(f"dtype {dtype!r} not one of {P.DTYPES}")
@@ -94,17 +96,18 @@ class HostLink(wiring.Component):
                            lanes=lanes if codec else 0, dtype=dtype, value_depth=value_depth,
                            word_depth=word_depth, clk_hz=self.clk_freq, baud=self.baud,
                            group=group if codec else 0,
-                           max_channels=max_channels if codec else 0)
+                           max_channels=max_channels if codec else 0,
+                           max_tile_words=max_tile_words if codec else 0)
         self.timeout_cycles = max(16, round(clk_freq * frame_timeout_s))
         self.idle_limit = idle_limit
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "cfg": Out(config_signature()),
-            "enc_i": Out(stream.Signature(in_shape)),
+            "enc_i": Out(stream.Signature(signed(8) if in_shape is None else in_shape)),
             "enc_o": In(stream.Signature(packed_word())),
             "dec_i": Out(stream.Signature(container_word())),
-            "dec_o": In(stream.Signature(out_shape)),
+            "dec_o": In(stream.Signature(signed(8) if out_shape is None else out_shape)),
             "dec_error": In(1),
             "error": Out(1),
         })

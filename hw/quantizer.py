@@ -13,10 +13,11 @@ Stream contract (both blocks)
 - `cfg`: class map (region 2) and class parameters (region 3: mode, bits, qmul, qshift for the
   quantizer; dqmul, dqshift for the dequantizer) are held in small on-chip memories.
 
-Throughput one value per clock; latency 6 clocks. Stages: class map read, class parameter read,
-multiply (and decode the rounding constant), round, shift, clamp. A stage takes a new value when
-it is empty or its value moves on, so payload and valid hold while `o.ready` is low, bubbles close
-up under back-pressure, and `i.ready` is combinational from `o.ready` through one OR per stage.
+Throughput one value per clock; latency 7 clocks. Stages: class map read, class register, class
+parameter read, multiply (and decode the rounding constant), round, shift, clamp. Every block RAM
+output is registered before it feeds logic. A stage takes a new value when it is empty or its
+value moves on, so payload and valid hold while `o.ready` is low, bubbles close up under
+back-pressure, and `i.ready` is combinational from `o.ready` through one OR per stage.
 
 The shift field holds 0..63. Every shift above `w` (the product width) gives 0 exactly as
 `round_shift` does (for |p| < 2^(w-1) and s > w, p + 2^(s-1) lies in [0, 2^s)), so the shift is
@@ -49,6 +50,8 @@ Y_BITS = 24     # transform output and dequantizer output width (FORMAT.md)
 Q_BITS = 16     # largest quantized width (bits in 1..16)
 MUL_BITS = 16   # qmul, dqmul < 2^16
 SHIFT_BITS = 6  # qshift, dqshift in 0..47
+DSP_WIDTH = 18  # the FPGA multipliers' signed operand width (ECP5 MULT18X18D)
+STAGES = 7      # pipeline depth, the output register included
 
 
 class _ScaleStage(wiring.Component):
@@ -78,15 +81,26 @@ class _ScaleStage(wiring.Component):
         class_bits = max(ceil_log2(self.max_classes), 1)
 
         # Stage k takes a new value when it is empty or its value moves on (en[k + 1]), so
-        # bubbles close up under back-pressure; en[6] is the output register's.
-        stages = 6
-        v = [None] + [Signal(name=f"v{k}") for k in range(1, stages)]
-        en = [None] + [Signal(name=f"en{k}") for k in range(1, stages + 1)]
-        m.d.comb += en[stages].eq(~self.o.valid | self.o.ready)
-        for k in range(stages - 1, 0, -1):
+        # bubbles close up under back-pressure; en[STAGES] is the output register's.
+        v = [self.i.valid] + [Signal(name=f"v{k}") for k in range(1, STAGES)]
+        en = [None] + [Signal(name=f"en{k}") for k in range(1, STAGES + 1)]
+        m.d.comb += en[STAGES].eq(~self.o.valid | self.o.ready)
+        for k in range(STAGES - 1, 0, -1):
             m.d.comb += en[k].eq(~v[k] | en[k + 1])
         m.d.comb += self.i.ready.eq(en[1])
 
+        def stage(k, **values):
+            """Registers of stage k, loaded whenever the stage takes a value; `v[k]` follows."""
+            regs = {name: Signal(Value.cast(val).shape(), name=f"{name}{k}")
+                    for name, val in values.items()}
+            with m.If(en[k]):
+                m.d.sync += v[k].eq(v[k - 1])
+                m.d.sync += [regs[name].eq(val) for name, val in values.items()]
+            return regs
+
+        # Stage 1: the class map answers. Stage 2: its answer is registered (a block RAM's
+        # clock-to-output is too slow to address the parameter memories in the same clock).
+        # Stage 3: the class parameters answer.
         class_map = Memory(shape=class_bits, depth=self.max_channels, init=[])
         m.submodules.class_map = class_map
         wp = class_map.write_port()
@@ -98,6 +112,9 @@ class _ScaleStage(wiring.Component):
         ]
         class_read = class_map.read_port()
         m.d.comb += [class_read.addr.eq(self.i.payload.comp), class_read.en.eq(en[1])]
+        s1 = stage(1, y=self.i.payload.data, comp=self.i.payload.comp,
+                   tl=self.i.payload.tile_last)
+        s2 = stage(2, y=s1["y"], comp=s1["comp"], tl=s1["tl"], cls=class_read.data)
 
         params = {}
         for field, (name, shape) in self._fields.items():
@@ -111,29 +128,13 @@ class _ScaleStage(wiring.Component):
                          & (cfg_index[3:] < self.max_classes)),
             ]
             rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(class_read.data), rp.en.eq(en[2])]
+            m.d.comb += [rp.addr.eq(s2["cls"]), rp.en.eq(en[3])]
             params[name] = rp.data
+        s3 = stage(3, y=s2["y"], comp=s2["comp"], tl=s2["tl"])
 
-        def stage(k, **values):
-            """Registers of stage k, loaded from `values` whenever the stage takes a value."""
-            regs = {name: Signal(Value.cast(val).shape(), name=f"{name}{k}")
-                    for name, val in values.items()}
-            with m.If(en[k]):
-                m.d.sync += [regs[name].eq(val) for name, val in values.items()]
-            return regs
-
-        # Stage 1: the class map answers. Stage 2: the class parameters answer.
-        with m.If(en[1]):
-            m.d.sync += v[1].eq(self.i.valid)
-        s1 = stage(1, y=self.i.payload.data, comp=self.i.payload.comp,
-                   tl=self.i.payload.tile_last)
-        with m.If(en[2]):
-            m.d.sync += v[2].eq(v[1])
-        s2 = stage(2, y=s1["y"], comp=s1["comp"], tl=s1["tl"])
-
-        # Stage 3: the product, and the saturated shift with its rounding constant (see the
-        # module docstring). Stage 4: round half up. Stage 5: shift. They are three stages so
-        # that the constant's decode, the wide add and the barrel shifter each get a clock.
+        # Stage 4: the product, and the saturated shift with its rounding constant (see the
+        # module docstring). Stage 5: round half up. Stage 6: shift. They are three stages so
+        # that the multiplier, the wide add and the barrel shifter each get a clock.
         mul, shift = self._mul_shift(params)
         prod_width = self.in_width + MUL_BITS + 1
         shift_max = prod_width + 1
@@ -141,39 +142,44 @@ class _ScaleStage(wiring.Component):
         m.d.comb += sat_shift.eq(Mux(shift > shift_max, shift_max, shift))
         round_const = Signal(signed(prod_width + 2))
         m.d.comb += round_const.eq((1 << sat_shift) >> 1)
-        product = Signal(signed(prod_width))
-        m.d.comb += product.eq(s2["y"] * mul)
-        lim2, zero2 = self._limit(params)
+        # A wide input is multiplied in two halves, each within an 18 x 18 DSP multiplier, and
+        # the halves are summed with the rounding constant in the next clock.
+        y = s3["y"]
+        if self.in_width > DSP_WIDTH:
+            split = self.in_width // 2
+            part_lo = Signal(split + MUL_BITS)      # the unsigned low half of y times mul
+            part_hi = Signal(signed(self.in_width - split + MUL_BITS + 1))
+            m.d.comb += [part_lo.eq(y[:split] * mul), part_hi.eq(y[split:].as_signed() * mul)]
+        else:
+            split = 0
+            part_lo = Signal(signed(prod_width))
+            part_hi = Signal(signed(1))             # constant 0
+            m.d.comb += part_lo.eq(y * mul)
+        lim3, zero3 = self._limit(params)
         lim = Signal(unsigned(self.out_width - 1))
         zero = Signal()
-        m.d.comb += [lim.eq(lim2), zero.eq(zero2)]
-        with m.If(en[3]):
-            m.d.sync += v[3].eq(v[2])
-        s3 = stage(3, p=product, rc=round_const, sh=sat_shift, lim=lim, zero=zero,
-                   comp=s2["comp"], tl=s2["tl"])
+        m.d.comb += [lim.eq(lim3), zero.eq(zero3)]
+        s4 = stage(4, lo=part_lo, hi=part_hi, rc=round_const, sh=sat_shift, lim=lim, zero=zero,
+                   comp=s3["comp"], tl=s3["tl"])
         rounded = Signal(signed(prod_width + 2))
-        m.d.comb += rounded.eq(s3["p"] + s3["rc"])
-        with m.If(en[4]):
-            m.d.sync += v[4].eq(v[3])
-        s4 = stage(4, a=rounded, sh=s3["sh"], lim=s3["lim"], zero=s3["zero"], comp=s3["comp"],
-                   tl=s3["tl"])
+        m.d.comb += rounded.eq((s4["hi"] << split) + s4["lo"] + s4["rc"])
+        s5 = stage(5, a=rounded, sh=s4["sh"], lim=s4["lim"], zero=s4["zero"], comp=s4["comp"],
+                   tl=s4["tl"])
         shifted = Signal(signed(prod_width + 2))
-        m.d.comb += shifted.eq(s4["a"] >> s4["sh"])
-        with m.If(en[5]):
-            m.d.sync += v[5].eq(v[4])
-        s5 = stage(5, r=shifted, lim=s4["lim"], zero=s4["zero"], comp=s4["comp"], tl=s4["tl"])
+        m.d.comb += shifted.eq(s5["a"] >> s5["sh"])
+        s6 = stage(6, r=shifted, lim=s5["lim"], zero=s5["zero"], comp=s5["comp"], tl=s5["tl"])
 
-        # Stage 6 (the output register): clamp to [-lim - 1, lim].
-        r, hi = s5["r"], s5["lim"]
+        # Stage 7 (the output register): clamp to [-lim - 1, lim].
+        r, hi = s6["r"], s6["lim"]
         lo = Signal(signed(self.out_width))
         m.d.comb += lo.eq(-hi - 1)
         clamped = Mux(r > hi, hi, Mux(r < lo, lo, r))
-        with m.If(en[6]):
+        with m.If(en[STAGES]):
             m.d.sync += [
-                self.o.valid.eq(v[5]),
-                self.o.payload.data.eq(Mux(s5["zero"], 0, clamped)),
-                self.o.payload.comp.eq(s5["comp"]),
-                self.o.payload.tile_last.eq(s5["tl"]),
+                self.o.valid.eq(v[STAGES - 1]),
+                self.o.payload.data.eq(Mux(s6["zero"], 0, clamped)),
+                self.o.payload.comp.eq(s6["comp"]),
+                self.o.payload.tile_last.eq(s6["tl"]),
             ]
         return m
 

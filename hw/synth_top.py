@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from amaranth import Cat, Const, Elaboratable, Module, Signal, Value
 from amaranth.build import Attrs, Clock, Pins, Resource
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.vendor import LatticeECP5Platform, LatticeICE40Platform
 
 TARGET_MHZ = {"ice40": 40, "ecp5": 100}
@@ -113,8 +113,9 @@ class SynthTop(Elaboratable):
                     shared[path] = value
                 inputs.append(value)
             outputs += [value for _, value in outs]
-        si = platform.request("si", 0).i
-        so = platform.request("so", 0).o
+        m.submodules.si = si_buffer = io.Buffer("i", platform.request("si", 0, dir="-"))
+        m.submodules.so = so_buffer = io.Buffer("o", platform.request("so", 0, dir="-"))
+        si, so = si_buffer.i, so_buffer.o
 
         width_in = sum(len(Value.cast(v)) for v in inputs)
         chain = Signal(max(width_in, 1))
@@ -144,8 +145,8 @@ def lanes_exist() -> bool:
 
 def _block_builds(device: str) -> list[tuple[dict, Callable]]:
     from hw.bit_packer import BitPacker
-    from hw.board_top import make_core
     from hw.bit_unpacker import BitUnpacker
+    from hw.board_top import make_core
     from hw.framer import Framer
     from hw.quantizer import Dequantizer, Quantizer
     from hw.transform import InverseTransform, Transform

@@ -20,19 +20,28 @@ Stream contract (both blocks)
 
 Throughput one value per clock sustained: N multipliers, one per output of a group, accumulate all
 N sums of a group while its N inputs arrive (input j multiplies column j of T[g] in the forward
-block, row i in the inverse one); the finished N sums move to an output buffer and are shifted out
-one per clock while the next group accumulates. The round-half-up constant of `round_shift` is the
-accumulators' initial value, so the output side is only an arithmetic shift and a clamp.
+block, row i in the inverse one); the finished N sums move to one of two output slots and are
+shifted out one per clock while the next groups accumulate. The round-half-up constant of
+`round_shift` is the accumulators' initial value, so the output side is a selection, an
+arithmetic shift and a clamp (the inverse adds the offset before the clamp).
 
-Latency: the first value of a group leaves 6 clocks (forward) or 7 clocks (inverse) after the last
-value of that group entered (with `o.ready` high). Back-pressure stalls the input only when a
-finished group finds the output buffer still busy.
+Pipeline: front end (all stages move together on `i.ready`): 1 accept (the offset memory
+answers), 2 offset register (the coefficient memories answer), 3 offset subtraction and
+coefficient register, 4 products, 5 accumulation. Every memory output is registered before it
+feeds logic, and `i.ready` depends on registered state only (it drops only while a finished group
+finds both output slots full), so no combinational path runs from `o.ready` to `i.ready`. Output
+side (each stage takes a value when it is empty or its value moves on): A select, B shift, then
+the clamp into `o` (forward) or C offset add, then the clamp into `o` (inverse).
+
+Latency: the first value of a group leaves 8 clocks (forward) or 9 clocks (inverse) after the last
+value of that group entered, with `o.ready` high; a whole tensor of V values takes V + N + 7
+(forward) or V + N + 8 (inverse) clocks.
 
 N must be a power of two (8 or 16 typically): the coefficient write address and the position in
 the group are then bit fields of the index.
 """
 
-from amaranth import Array, Module, Mux, Signal, signed
+from amaranth import Array, Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -138,7 +147,6 @@ class _GroupTransform(wiring.Component):
             top = cfg_data[width - 1:]
             return (top == 0) | (top == (1 << len(top)) - 1)
 
-        coeff_mems = []
         coeff_reads = []
         if self._transposed:
             coeff_sel = cfg_index[:L]
@@ -161,10 +169,9 @@ class _GroupTransform(wiring.Component):
             m.d.comb += [
                 wp.addr.eq(coeff_addr),
                 wp.data.eq(cfg_data),
-                wp.en.eq(cfg.valid & (cfg_region == REGION_COEFF) & coeff_in_range
-                     & fits(self.coeff_width) & (coeff_sel == k)),
+                    wp.en.eq(cfg.valid & (cfg_region == REGION_COEFF) & coeff_in_range
+                         & fits(self.coeff_width) & (coeff_sel == k)),
             ]
-            coeff_mems.append(mem)
             coeff_reads.append(mem.read_port())
 
         offsets = Memory(shape=signed(self.offset_width), depth=self.max_channels, init=[])
@@ -179,98 +186,108 @@ class _GroupTransform(wiring.Component):
         offset_read = offsets.read_port()
 
         # -- front end: offsets, multipliers, accumulators -----------------------------------
-        # Stage 1 holds the accepted value while the offset memory answers; stage 2 the MAC input
-        # while the coefficient memories answer; stage 3 the N products. All three move together
-        # on `en_f`, which drops only when stage 3 finishes a group that the output buffer cannot
-        # take yet.
-        en_f = Signal()
-        en_o = Signal()
+        prod_width = self.coeff_width + self._mac_input_width()
+        en_f = Signal()   # the whole front end moves
         m.d.comb += self.i.ready.eq(en_f)
 
-        v1 = Signal()
-        x1 = Signal(signed(self.in_width))
-        comp1 = Signal(COMP_BITS)
-        tl1 = Signal()
-        with m.If(en_f):
-            m.d.sync += [
-                v1.eq(self.i.valid),
-                x1.eq(self.i.payload.data),
-                comp1.eq(self.i.payload.comp),
-                tl1.eq(self.i.payload.tile_last),
-            ]
+        def front(k, **values):
+            regs = {name: Signal(Value.cast(val).shape(), name=f"{name}{k}")
+                    for name, val in values.items()}
+            with m.If(en_f):
+                m.d.sync += [regs[name].eq(val) for name, val in values.items()]
+            return regs
 
-        mac_in = Signal(signed(self._mac_input_width()))
-        self._mac_input(m, x1, comp1, offset_read, en_f, mac_in)
-
-        v2 = Signal()
-        d2 = Signal(signed(self._mac_input_width()))
-        comp2 = Signal(COMP_BITS)
-        tl2 = Signal()
+        # Offsets are read at the input (forward) or at the output (inverse), by one port.
+        if self._offsets_at_input:
+            m.d.comb += [offset_read.addr.eq(self.i.payload.comp), offset_read.en.eq(en_f)]
+        s1 = front(1, v=self.i.valid, x=self.i.payload.data, comp=self.i.payload.comp,
+                   tl=self.i.payload.tile_last)
         for rp in coeff_reads:
-            m.d.comb += [rp.addr.eq(comp1), rp.en.eq(en_f)]
-        with m.If(en_f):
-            m.d.sync += [v2.eq(v1), d2.eq(mac_in), comp2.eq(comp1), tl2.eq(tl1)]
+            m.d.comb += [rp.addr.eq(s1["comp"]), rp.en.eq(en_f)]
+        s2 = front(2, v=s1["v"], x=s1["x"], mu=offset_read.data, comp=s1["comp"], tl=s1["tl"])
+        mac_in = Signal(signed(self._mac_input_width()))
+        m.d.comb += mac_in.eq(s2["x"] - s2["mu"] if self._offsets_at_input else s2["x"])
+        s3 = front(3, v=s2["v"], d=mac_in, comp=s2["comp"], tl=s2["tl"],
+                   **{f"c{k}": rp.data for k, rp in enumerate(coeff_reads)})
+        products = [Signal(signed(prod_width), name=f"product{k}") for k in range(N)]
+        m.d.comb += [p.eq(s3[f"c{k}"] * s3["d"]) for k, p in enumerate(products)]
+        s4 = front(4, v=s3["v"], comp=s3["comp"], tl=s3["tl"],
+                   **{f"p{k}": p for k, p in enumerate(products)})
 
-        prod_width = self.coeff_width + self._mac_input_width()
-        v3 = Signal()
-        p3 = [Signal(signed(prod_width), name=f"p3_{k}") for k in range(N)]
-        comp3 = Signal(COMP_BITS)
-        tl3 = Signal()
-        with m.If(en_f):
-            m.d.sync += [v3.eq(v2), comp3.eq(comp2), tl3.eq(tl2)]
-            m.d.sync += [p.eq(rp.data * d2) for p, rp in zip(p3, coeff_reads, strict=True)]
-
-        first3 = comp3[:L] == 0
-        end3 = comp3[:L] == N - 1
+        # Stage 5: accumulate; the group's last input completes all N sums at once.
+        first = s4["comp"][:L] == 0
+        end = s4["v"] & (s4["comp"][:L] == N - 1)
         round_const = Signal(signed(acc_width))
         m.d.comb += round_const.eq((1 << self.frac_bits) >> 1)
         acc = [Signal(signed(acc_width), name=f"acc{k}") for k in range(N)]
         total = [Signal(signed(acc_width), name=f"total{k}") for k in range(N)]
-        for a, t, p in zip(acc, total, p3, strict=True):
-            m.d.comb += t.eq(Mux(first3, round_const, a) + p)
-            with m.If(v3 & en_f):
+        for k, (a, t) in enumerate(zip(acc, total, strict=True)):
+            m.d.comb += t.eq(Mux(first, round_const, a) + s4[f"p{k}"])
+            with m.If(s4["v"] & en_f):
                 m.d.sync += a.eq(t)
 
-        # -- output buffer -----------------------------------------------------------------
-        buf = [Signal(signed(acc_width), name=f"buf{k}") for k in range(N)]
-        buf_valid = Signal()
-        buf_idx = Signal(max(L, 1))
-        buf_base = Signal(COMP_BITS)
-        buf_tl = Signal()
-        pop = buf_valid & en_o
-        pop_last = pop & (buf_idx == N - 1)
-        buf_can_load = ~buf_valid | pop_last
-        m.d.comb += en_f.eq(~(v3 & end3 & ~buf_can_load))
+        # -- two output slots --------------------------------------------------------------
+        # A finished group goes to the write slot; the output drains the read slot. With two
+        # slots the front end can decide from registered state alone: at full rate a slot has
+        # been drained N clocks before the group after next needs it.
+        slot = [[Signal(signed(acc_width), name=f"slot{s}_{k}") for k in range(N)]
+                for s in range(2)]
+        slot_valid = Signal(2)
+        slot_base = Array(Signal(COMP_BITS, name=f"slot{s}_base") for s in range(2))
+        slot_tl = Signal(2)
+        wr, rd = Signal(), Signal()
+        idx = Signal(max(L, 1))
+        m.d.comb += en_f.eq(~(end & slot_valid.bit_select(wr, 1)))
 
+        with m.If(end & en_f):
+            m.d.sync += [wr.eq(~wr), slot_valid.bit_select(wr, 1).eq(1),
+                         slot_base[wr].eq(s4["comp"] & ~(N - 1)),
+                         slot_tl.bit_select(wr, 1).eq(s4["tl"])]
+            for s in range(2):
+                with m.If(wr == s):
+                    m.d.sync += [b.eq(t) for b, t in zip(slot[s], total, strict=True)]
+
+        # -- output pipeline -----------------------------------------------------------------
+        # Stage k takes a value when it is empty or its value moves on; `en_out` is the output
+        # register's, so payload and valid hold while `o.ready` is low.
+        en_out = Signal()
+        m.d.comb += en_out.eq(~self.o.valid | self.o.ready)
+        stages = self._output_stages
+        v_out = [Signal(name=f"v_{name}") for name in stages]
+        en = [Signal(name=f"en_{name}") for name in stages] + [en_out]
+        for k in range(len(stages)):
+            m.d.comb += en[k].eq(~v_out[k] | en[k + 1])
+
+        def out_stage(k, valid, **values):
+            regs = {name: Signal(Value.cast(val).shape(), name=f"{name}_{stages[k]}")
+                    for name, val in values.items()}
+            with m.If(en[k]):
+                m.d.sync += v_out[k].eq(valid)
+                m.d.sync += [regs[name].eq(val) for name, val in values.items()]
+            return v_out[k], regs
+
+        # Stage A: select the value (a 2N:1 multiplexer, alone in its clock).
+        pop = en[0] & slot_valid.bit_select(rd, 1)
+        last = idx == N - 1
         with m.If(pop):
-            m.d.sync += buf_idx.eq(buf_idx + 1)
-            with m.If(buf_idx == N - 1):
-                m.d.sync += buf_valid.eq(0)
-        with m.If(v3 & end3 & buf_can_load):
-            m.d.sync += [
-                buf_valid.eq(1),
-                buf_idx.eq(0),
-                buf_base.eq(comp3 & ~(N - 1)),
-                buf_tl.eq(tl3),
-            ]
-            m.d.sync += [b.eq(t) for b, t in zip(buf, total, strict=True)]
-
-        # -- output pipeline: stage A shifts, then the block's own tail --------------------
-        # Every output stage moves on `en_o`, so payload and valid hold while `o.ready` is low.
-        m.d.comb += en_o.eq(~self.o.valid | self.o.ready)
-        va = Signal()
-        sa = Signal(signed(acc_width))
-        compa = Signal(COMP_BITS)
-        tla = Signal()
-        out_comp = buf_base | buf_idx
-        with m.If(en_o):
-            m.d.sync += [
-                va.eq(buf_valid),
-                sa.eq(Array(buf)[buf_idx] >> self.frac_bits),
-                compa.eq(out_comp),
-                tla.eq(buf_tl & (buf_idx == N - 1)),
-            ]
-        self._output(m, en_o, va, sa, compa, tla, out_comp, offset_read)
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(last):
+                m.d.sync += [rd.eq(~rd), slot_valid.bit_select(rd, 1).eq(0)]
+        # A slot loaded and drained in the same clock is always the other slot (wr != rd when
+        # both are touched, since a full write slot stalls the front end), so the two updates
+        # of `slot_valid` never collide.
+        selected = Array(Array(row) for row in slot)[rd][idx]
+        out_comp = slot_base[rd] | idx
+        if not self._offsets_at_input:
+            m.d.comb += [offset_read.addr.eq(out_comp), offset_read.en.eq(en[0])]
+        va, a = out_stage(0, slot_valid.bit_select(rd, 1), sum=selected, comp=out_comp,
+                          tl=slot_tl.bit_select(rd, 1) & last)
+        # Stage B: the arithmetic shift by F.
+        shifted = Signal(signed(acc_width))
+        m.d.comb += shifted.eq(a["sum"] >> self.frac_bits)
+        extra = {} if self._offsets_at_input else {"mu": offset_read.data}
+        vb, b = out_stage(1, va, y=shifted, comp=a["comp"], tl=a["tl"], **extra)
+        self._output_tail(m, out_stage, en_out, vb, b)
         return m
 
 
@@ -288,23 +305,22 @@ class Transform(_GroupTransform):
                          max_channels=max_channels, coeff_width=coeff_width,
                          offset_width=offset_width, transposed=False)
 
+    _offsets_at_input = True
+    _output_stages = ("a", "b")
+
     def _mac_input_width(self):
         return max(self.in_width, self.offset_width) + 1
 
-    def _mac_input(self, m, x1, comp1, offset_read, en_f, mac_in):
-        m.d.comb += [
-            offset_read.addr.eq(self.i.payload.comp),
-            offset_read.en.eq(en_f),
-            mac_in.eq(x1 - offset_read.data),
-        ]
+    def _clamp(self, value):
+        return _sclamp(value, Y_BITS)
 
-    def _output(self, m, en_o, va, sa, compa, tla, out_comp, offset_read):
-        with m.If(en_o):
+    def _output_tail(self, m, out_stage, en_out, valid, b):
+        with m.If(en_out):
             m.d.sync += [
-                self.o.valid.eq(va),
-                self.o.payload.data.eq(_sclamp(sa, Y_BITS)),
-                self.o.payload.comp.eq(compa),
-                self.o.payload.tile_last.eq(tla),
+                self.o.valid.eq(valid),
+                self.o.payload.data.eq(self._clamp(b["y"])),
+                self.o.payload.comp.eq(b["comp"]),
+                self.o.payload.tile_last.eq(b["tl"]),
             ]
 
 
@@ -327,27 +343,22 @@ class InverseTransform(_GroupTransform):
                          max_channels=max_channels, coeff_width=coeff_width,
                          offset_width=offset_width, transposed=True)
 
+    _offsets_at_input = False
+    _output_stages = ("a", "b", "c")
+
     def _mac_input_width(self):
         return self.in_width
 
-    def _mac_input(self, m, x1, comp1, offset_read, en_f, mac_in):
-        m.d.comb += mac_in.eq(x1)
-
-    def _output(self, m, en_o, va, sa, compa, tla, out_comp, offset_read):
-        # The offset of the output channel is read while stage A shifts; stage B adds it and the
-        # output register clamps, which keeps the add and the compare in separate clocks.
-        m.d.comb += [offset_read.addr.eq(out_comp), offset_read.en.eq(en_o)]
-        vb = Signal()
-        sb = Signal(signed(len(sa) + 1))
-        compb = Signal(COMP_BITS)
-        tlb = Signal()
-        with m.If(en_o):
-            m.d.sync += [vb.eq(va), sb.eq(sa + offset_read.data), compb.eq(compa), tlb.eq(tla)]
+    def _output_tail(self, m, out_stage, en_out, valid, b):
+        # The offset was read while stage A selected; stage C adds it and the output register
+        # clamps, so the add and the compare get a clock each.
+        vc, c = out_stage(2, valid, x=b["y"] + b["mu"], comp=b["comp"], tl=b["tl"])
         lo = Mux(self.relu, max(self.lo, 0), self.lo)
-        with m.If(en_o):
+        x = c["x"]
+        with m.If(en_out):
             m.d.sync += [
-                self.o.valid.eq(vb),
-                self.o.payload.data.eq(Mux(sb > self.hi, self.hi, Mux(sb < lo, lo, sb))),
-                self.o.payload.comp.eq(compb),
-                self.o.payload.tile_last.eq(tlb),
+                self.o.valid.eq(vc),
+                self.o.payload.data.eq(Mux(x > self.hi, self.hi, Mux(x < lo, lo, x))),
+                self.o.payload.comp.eq(c["comp"]),
+                self.o.payload.tile_last.eq(c["tl"]),
             ]

@@ -21,7 +21,8 @@ Whatever the words hold, every tile yields exactly its pixel count x C values, i
 the decoder skips the tile's remaining words (up to its `last` word). After an error the
 tile's values are garbage (bits past the payload read as zero), never more of them, and the
 next tile starts clean at its first word; so a tile costs at most (values + its words + 2)
-clocks with an always-ready sink: the decoder never hangs on bad data.
+clocks with an always-ready sink (measured in tests/test_hw_vlc_decoder.py): the decoder never
+hangs on bad data.
 
 Throughput one value per clock sustained, tile boundaries included (a tile's first word is
 loaded in the clock that decodes the previous tile's last value), as long as words arrive; any
@@ -33,24 +34,28 @@ Pipeline
 S0 component counters -> A class map read -> C token length (the loop) -> D field extract and
 Huffman symbol read -> E value -> output register.
 
-The loop is C: the length of the token at the head of the bit buffer decides where the next
-token starts, so one clock must get from the buffer register through the length decode and the
-shifter back to the buffer. What is kept out of it:
-- everything about the component known before its bits are seen: the class and its parameters
-  come from stage A, a clock ahead, with the static parts of the length already summed
-  (`k + 1 + flag`, `esc + bits + flag`, `esc_len + bits + flag`, `bits + flag`), so the loop
-  adds at most one data-dependent number to one of them;
-- the Huffman length: 16 comparisons of the first l bits (MSB-first) against
-  `limit[l] = first[l] + count[l]`, precomputed per class when the tables are written (the
-  canonical-code invariant: when no shorter length matched, the l-bit prefix is >= first[l], so
-  `prefix < limit[l]` alone is the match), then the lowest matching l; the ESC code is found by
-  comparing with the class's ESC code word directly (captured from region 4), not through the
-  symbol table;
-- Rice: the first zero bit, isolated with a carry chain (`~x & (x + 1)`) and encoded;
-- the symbol table read, the field extraction, sign extension and un-zigzag: stages D and E,
-  from the registered window;
-- the refill: a payload word is ORed into the buffer at the (registered) fill level in parallel
-  with the length decode, and the combined buffer is shifted once.
+The loop is C: the length of the token in the window decides where the next token starts, so
+one clock must get from the window register through the length decode to the next window. It
+is cut to a decode and a 16-way one-hot select:
+- the payload words wait, whole, in a three-word queue; only a bit offset moves, and the first
+  word leaves in the clock after the offset passed it (decided from the offset register), so
+  no word is shifted by this clock's length and refill is off the loop;
+- every token length is a static part known a clock ahead from the class (stage A) plus at
+  most one part found in the bits, which the decode produces one-hot: the Rice ones (the first
+  zero bit, isolated with the carry chain `~x & (x + 1)`), or the Huffman length (16
+  comparisons of the first l bits, MSB-first, against `limit[l] = first[l] + count[l]`,
+  precomputed when the tables are written; by the canonical-code invariant an l-bit prefix
+  that no shorter length matched is >= first[l], so `prefix < limit[l]` alone is the match;
+  compared left-justified, as the 16-bit window against `limit[l] << (16 - l)`, the limits
+  never decrease with l, so the matches form a thermometer whose first 1 is the length);
+- the candidate next windows (after a flag bit alone, after a raw or escaped token of static
+  length, after the static part of a code word) are extracted from the queue at offsets that
+  depend on registers only, in parallel with the decode; the one-hot then picks among the 16
+  shifts of the code-word candidate with an AND-OR, and a 4-way mux picks the case;
+- ESC is found by comparing with the class's ESC code word (captured from region 4), not
+  through the symbol table;
+- the symbol table read, the field extraction, sign extension and un-zigzag happen in stages D
+  and E, from the registered window.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -171,13 +176,14 @@ class VlcDecoder(wiring.Component):
         cm_wr = classmap.write_port()
         cm_rd = classmap.read_port()
 
-        # Per code length l, per class: limit[l] = first[l] + count[l] (l + 1 bits) for the
-        # length decode, off[l] = base[l] - first[l] mod 64 for the symbol index. One memory per
-        # length, so a class's whole table is read in one clock.
+        # Per code length l, per class: limit[l] = (first[l] + count[l]) << (16 - l), the
+        # length decode's bound for the 16-bit window, and off[l] = base[l] - first[l] mod 64
+        # for the symbol index. One memory per length, so a class's whole table is read in one
+        # clock.
         lim_mems = []
         for ln in range(1, HUFF_MAX_LEN + 1):
-            mem = Memory(shape=data.StructLayout({"limit": ln + 1, "off": 6}), depth=ncls,
-                         init=[])
+            mem = Memory(shape=data.StructLayout({"limit": HUFF_MAX_LEN + 1, "off": 6}),
+                         depth=ncls, init=[])
             m.submodules[f"huff_limit{ln}"] = mem
             lim_mems.append((mem.write_port(), mem.read_port()))
 
@@ -224,7 +230,7 @@ class VlcDecoder(wiring.Component):
                     for ln, (wr, _) in enumerate(lim_mems, start=1):
                         m.d.comb += [
                             wr.addr.eq(cfg_index[4:]),
-                            wr.data.limit.eq(first_l + count_l),
+                            wr.data.limit.eq((first_l + count_l) << (HUFF_MAX_LEN - ln)),
                             wr.data.off.eq(base_l - first_l),
                             wr.en.eq((cfg_index[:4] == ln - 1) & (cfg_index[4:] < ncls)),
                         ]
@@ -369,16 +375,18 @@ class VlcDecoder(wiring.Component):
         m.d.comb += first_zero.eq(~x17 & (x17 + 1))
         rice_esc_hit = (x16 | ~_ones(c.esc, 16)).all()
 
-        # Huffman: the lowest length l whose l-bit prefix, first bit most significant, is below
-        # limit[l]; one-hot (i = l - 1). Length 16 stands in when nothing matches (a bad code:
-        # garbage, flagged). ESC by its own code word.
+        # Huffman: the lowest length l whose l-bit prefix (first bit most significant) is below
+        # first[l] + count[l], i.e. the 16-bit window below limit[l]; one-hot (i = l - 1). The
+        # limits of a canonical code never decrease with l, so the matches are a thermometer
+        # and the lowest is where it starts. Length 16 stands in when nothing matches (a bad
+        # code: garbage, flagged). ESC by its own code word.
+        window16 = Cat(*(x[HUFF_MAX_LEN - 1 - j] for j in range(HUFF_MAX_LEN)))
         match = Signal(HUFF_MAX_LEN)
         for ln, (_, rd) in enumerate(lim_mems, start=1):
-            prefix = Cat(*(x[ln - 1 - j] for j in range(ln)))
-            m.d.comb += match[ln - 1].eq(prefix < rd.data.limit)
+            m.d.comb += match[ln - 1].eq(window16 < rd.data.limit)
         forced = Cat(match[:HUFF_MAX_LEN - 1], Const(1, 1))
         lowest = Signal(HUFF_MAX_LEN)
-        m.d.comb += lowest.eq(forced & (~forced + 1))
+        m.d.comb += lowest.eq(forced & ~Cat(Const(0, 1), forced[:-1]))
         huff_esc_hit = (c.esc_len != 0) & ((x16 & _ones(c.esc_len, 16)) == c.esc_code)
 
         # The four ways a token ends (priority in this order).
@@ -427,17 +435,38 @@ class VlcDecoder(wiring.Component):
         passed = off[6]                 # the position passed q0: it leaves at this clock's edge
         pop = passed & (qcount != 0)    # (an overrun may have run past every word)
         off_now = off - Mux(passed, WORD_BITS, 0)
-        n = Signal(6)                  # bits of this component, flag included
-        with m.If(keep):
-            m.d.comb += n.eq(0)
-        with m.Elif(one):
-            m.d.comb += n.eq(1)
-        with m.Elif(alt):
-            m.d.comb += n.eq(n_alt)
-        with m.Else():
-            m.d.comb += n.eq(c.s_dd + i_bin)
         fill = level + Mux(load & ~word.empty, WORD_BITS, 0)
-        left = fill - n
+        more = last_loaded | (load & word.last)     # no more words to wait for
+
+        # What follows a token of a known length n: new offset, bits left, whether the next
+        # window is complete, an overrun, a whole word left over.
+        def after(nbits):
+            left = fill - nbits
+            return {"off": off_now + nbits, "left": Mux(fill < nbits, 0, left),
+                    "ok": left >= WINDOW, "over": fill < nbits,
+                    "spare": (fill >= nbits) & (left >= WORD_BITS)}
+
+        # After a code word the length is s_dd + i with i one-hot: every comparison is made
+        # for each i from registers, and the one-hot picks, so no adder follows the decode.
+        base = fill - c.s_dd
+
+        def pick(conds):
+            return (onehot & Cat(*conds)).any()
+
+        code_end = {
+            "off": off_now + c.s_dd + i_bin,
+            "left": Mux(pick(base < i for i in range(16)), 0, base - i_bin),
+            "ok": pick(base >= WINDOW + i for i in range(16)),
+            "over": pick(base < i for i in range(16)),
+            "spare": pick(base >= WORD_BITS + i for i in range(16)),
+        }
+        ends = [(keep, after(0)), (one, after(1)), (alt, after(n_alt))]
+
+        def chosen(key):
+            value = code_end[key]
+            for cond, end in reversed(ends):
+                value = Mux(cond, end[key], value)
+            return value
 
         with m.If(fire):
             with m.If(keep):
@@ -449,15 +478,14 @@ class VlcDecoder(wiring.Component):
             with m.Else():
                 m.d.sync += win.eq(w_code)
             m.d.sync += [
-                off.eq(off_now + n),
-                level.eq(Mux(fill < n, 0, left)),
-                win_ok.eq((left >= WINDOW) | last_loaded | (load & word.last)),
+                off.eq(chosen("off")),
+                level.eq(chosen("left")),
+                win_ok.eq(chosen("ok") | more),
             ]
         with m.Else():
             m.d.sync += [off.eq(off_now), level.eq(fill)]
             with m.If(~win_ok):
-                m.d.sync += [win.eq(w_alt),
-                             win_ok.eq((fill >= WINDOW) | last_loaded | (load & word.last))]
+                m.d.sync += [win.eq(w_alt), win_ok.eq((fill >= WINDOW) | more)]
         # The queue: q0 leaves when used up, an arriving word goes to the first free slot.
         for j in range(QUEUE_WORDS):
             src = qw[j + 1] if j + 1 < QUEUE_WORDS else Const(0, WORD_BITS)
@@ -493,7 +521,7 @@ class VlcDecoder(wiring.Component):
         with m.If(fire):
             with m.If(flag_here):
                 m.d.sync += zero.bit_select(c.cls, 1).eq(~fbit)
-            with m.If(last_loaded & (fill < n)):
+            with m.If(last_loaded & chosen("over")):
                 m.d.sync += [status.overrun.eq(1), status.error.eq(1)]
             with m.If(bad_code):
                 m.d.sync += [status.code.eq(1), status.error.eq(1)]
@@ -502,7 +530,7 @@ class VlcDecoder(wiring.Component):
                          off.eq(0), qcount.eq(0)]
             m.d.sync += [q.eq(0) for q in qw]
             # A whole word not needed by the code: not loaded yet, or still in the queue.
-            with m.If(~last_loaded | ((fill >= n) & (left >= WORD_BITS))):
+            with m.If(~last_loaded | chosen("spare")):
                 m.d.sync += [status.leftover.eq(1), status.error.eq(1)]
         with m.If(take & new_tile):
             first = Mux(word.empty, 0, word.data)

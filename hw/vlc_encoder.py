@@ -14,16 +14,19 @@ Stream contract
 - `error`: high while the configured C is 0 or larger than `max_channels` (the pixel buffer
   would not hold a pixel; tokens are then meaningless).
 
-Throughput one value per clock sustained. Latency: C + 4 clocks from taking a pixel's first
+Throughput one value per clock sustained. Latency: C + 7 clocks from taking a pixel's first
 value to presenting its first token pair on `o`, because the zero flag of a class sits in its
 first component's token but depends on every component of the class in the pixel: a pixel is
 written into one half of a double buffer while the per-class "non-zero" bits are OR-ed, and read
 out of it (to make the tokens) while the next pixel fills the other half.
 
-The write side is two stages (class map read, buffer write); the read side is four (buffer read,
-class parameters and Huffman table read, token assembly, output register). The whole read
-pipeline advances when the output register is empty or taken, so `o.ready` fans out to it
-combinationally; `i.ready` depends only on registers.
+Write side: S0 (class map read; pixel start/end and q != 0 decided here so that S1 only
+combines), S1 (buffer write, per-class flags). Read side: R0 (buffer read), R1 (the entry
+registered), R1' (class parameters, zigzag, Huffman table read), R2 (raw bits, Rice quotient and
+remainder, Huffman entry), R3 (Rice and Huffman tokens with their escapes, lengths with the flag
+bit), R4 (the mode's token, zero flag) into the output register. The stages are short for an
+iCE40 at 40 MHz; the whole read pipeline advances when the output register is empty or taken, so
+`o.ready` fans out to it combinationally; `i.ready` depends only on registers.
 
 Storage: pixel buffer 2 x max_channels x (q_width + class bits + 2) bits, class map
 max_channels x class bits, Huffman table max_classes x 64 x 21 bits, plus registers for the
@@ -115,8 +118,12 @@ class VlcEncoder(wiring.Component):
         comp_bits = max(1, (self.max_channels - 1).bit_length())
 
         # -- configuration -------------------------------------------------------------------
-        cfg = self.cfg
-        cfg_region, cfg_index, cfg_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
+        # Writes are taken one clock late: the address decode into 16 classes' registers is then
+        # a path of its own, not one behind the lane's configuration broadcast.
+        cfg = Signal.like(self.cfg.payload)
+        cfg_valid = Signal()
+        m.d.sync += [cfg.eq(self.cfg.payload), cfg_valid.eq(self.cfg.valid)]
+        cfg_region, cfg_index, cfg_data = region(cfg.addr), index(cfg.addr), cfg.data
 
         channels = Signal(COMP_BITS + 1)
         last_comp = Signal(COMP_BITS + 1)      # C - 1, kept so that no stage subtracts
@@ -139,7 +146,7 @@ class VlcEncoder(wiring.Component):
         hf_wr = huffman.write_port()
         hf_rd = huffman.read_port()
 
-        with m.If(cfg.valid):
+        with m.If(cfg_valid):
             with m.Switch(cfg_region):
                 with m.Case(REGION_CLASSMAP):
                     m.d.comb += [
@@ -266,8 +273,15 @@ class VlcEncoder(wiring.Component):
             with m.Else():
                 m.d.sync += rcount.eq(rcount + 1)
 
-        # R1: the entry is in pb_rd.data: class parameters, zigzag, Huffman table read.
-        e = pb_rd.data
+        # R1: the entry, registered straight out of the buffer (a block RAM's output is slow to
+        # route, and the class selects a parameter set from a 16-way multiplexer next).
+        e = Signal(entry)
+        e_valid = Signal()
+        e_nz = Signal(ncls)
+        with m.If(advance):
+            m.d.sync += [e.eq(pb_rd.data), e_valid.eq(r1_valid), e_nz.eq(r1_nz)]
+
+        # R1': class parameters, zigzag, Huffman table read.
         c1 = e.cls
         q1 = Signal(signed(MAX_BITS))
         u1 = Signal(MAX_BITS)                  # zigzag(q): 0,-1,1,-2 -> 0,1,2,3
@@ -288,10 +302,10 @@ class VlcEncoder(wiring.Component):
             "q": signed(MAX_BITS), "u": MAX_BITS, "k": 4, "esc": 5,
             "esc_code": HUFF_CODE_BITS, "esc_len": HUFF_LEN_BITS,
         }))
-        nz1 = r1_nz.bit_select(c1, 1)
+        nz1 = e_nz.bit_select(c1, 1)
         with m.If(advance):
             m.d.sync += [
-                r2.valid.eq(r1_valid),
+                r2.valid.eq(e_valid),
                 r2.mode.eq(mode[c1]),
                 r2.tile_last.eq(e.tile_last),
                 r2.flag.eq(zflag[c1] & e.first),

@@ -206,25 +206,33 @@ async def link_protocol(dut):
 
 @cocotb.test()
 async def board_check(dut):
+    import json
+
     from fmcodec.board import board_session
+    from golden.profile import Profile
 
     params = load_params()
     data = load_data()
     host = await _start(dut, params)
     x = data["x"]
-    session = board_session(x, max_tiles=params.get("max_tiles"))
+    profile = Profile.from_dict(json.loads(params["profile"])) if "profile" in params else None
+    session = board_session(x, profile, max_tiles=params.get("max_tiles"),
+                            echo_bytes=params.get("echo_bytes", 64))
     request = next(session)
     try:
         while True:
             # Generous: the reply's size is unknown before it comes; the lanes run first.
             frame = await host.transact(request, reply_bytes=1 << 14,
                                         extra_cycles=1 << 17)
+            dut._log.info(f"request {request[1]:#04x} ({len(request)} bytes): reply "
+                          f"{frame.code:#04x} ({len(frame.payload)} bytes)")
             request = session.send(frame)
     except StopIteration as stop:
         report = stop.value
     save_outputs(ok=report.ok, word_mismatches=report.word_mismatches,
                  value_mismatches=report.value_mismatches, status_errors=report.status_errors,
-                 tiles=report.tiles, values=report.values, coded_bits=report.coded_bits,
+                 tiles=report.tiles, requests=report.requests, values=report.values,
+                 coded_bits=report.coded_bits,
                  enc_cycles=report.enc_cycles, dec_cycles=report.dec_cycles,
                  lines=np.array(report.lines()))
     assert report.ok, "\n".join(report.lines())

@@ -81,8 +81,9 @@ def tile_words(enc) -> list[np.ndarray]:
     """Per tile of a golden `EncodedTensor`: its header and payload words, as a reader fetches
     them."""
     image = np.asarray(enc.image, dtype=np.uint64)
-    return [image[o:o + 1 + p].copy() for o, p in zip(enc.tile_offset.tolist(),
-                                                       enc.tile_payload_words.tolist())]
+    return [image[o:o + 1 + p].copy()
+            for o, p in zip(enc.tile_offset.tolist(), enc.tile_payload_words.tolist(),
+                            strict=True)]
 
 
 def reader_stream(tiles) -> dict[str, np.ndarray]:

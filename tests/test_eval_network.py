@@ -177,25 +177,37 @@ def test_fixture_file():
             if placement == "post":
                 assert t.min() >= 0 or layer.endswith("downsample")
             channels.add(t.shape[1])
-        if layer.endswith("downsample"):
-            np.testing.assert_array_equal(data[f"{layer}.pre"], data[f"{layer}.post"])
+        if layer.endswith("downsample"):  # no ReLU after it: signed in both placements
+            assert data[f"{layer}.post"].min() < 0
     assert channels == {64, 128, 256, 512}
     assert data["layer1.0.conv1.pre"].shape == (n, 64, 32, 32)
     assert data["layer4.1.conv2.post"].shape == (n, 512, 4, 4)
 
 
 @needs_torch
-def test_fixture_regenerates_identically(tmp_path):
-    """With the cached weights the fixture was made from, regeneration gives the same bytes."""
+def test_fixture_matches_cached_network():
+    """With the cached weights the fixture was made from, capturing the fixture's images with
+    its scales gives the fixture's tensors (full regeneration: python -m fmcodec.eval.fixtures)."""
     import torch
 
-    from fmcodec.eval import fixtures, train
+    from fmcodec.eval import activations, fixtures, train
 
     if not train.CACHE.exists():
         pytest.skip(f"{train.CACHE} missing (python -m fmcodec.eval.train)")
     ckpt = torch.load(train.CACHE, map_location="cpu", weights_only=True)
-    meta = json.loads(str(np.load(FIXTURE)["meta"]))
-    if fixtures.weights_sha256(ckpt["state_dict"]) != meta["weights_sha256"] or ckpt["recipe"] != train.RECIPE:
+    data = fixtures.load_featuremaps(FIXTURE)
+    meta = json.loads(str(data["meta"]))
+    if fixtures.weights_sha256(ckpt["state_dict"]) != meta["weights_sha256"]:
         pytest.skip("cached weights differ from the ones the fixture was made from")
-    fixtures.generate(tmp_path / "f.npz")
-    assert (tmp_path / "f.npz").read_bytes() == FIXTURE.read_bytes()
+    model, _ = train.load_or_train()
+    digits = train.load_digits_split()
+    pos = [int(np.flatnonzero(digits.idx_test == i)[0]) for i in data["image_index"]]
+    np.testing.assert_array_equal(digits.y_test[pos].numpy(), data["labels"])
+    for placement in ("pre", "post"):
+        scales = meta["scales"][placement]
+        assert list(scales) == activations.boundary_names(model)
+        got = activations.capture(model, digits.x_test[pos], placement, scales,
+                                  layers=meta["layers"])
+        for layer in meta["layers"]:
+            assert scales[layer] == float(data[f"{layer}.{placement}.scale"]), layer
+            np.testing.assert_array_equal(got[layer], data[f"{layer}.{placement}"], err_msg=layer)

@@ -325,8 +325,9 @@ def test_errors(kwargs, match):
 @pytest.mark.skipif(not FIXTURE.exists(), reason="tests/fixtures/featuremaps.npz not present")
 def test_real_feature_maps(tmp_path):
     data = np.load(FIXTURE)
-    assert data.files
-    for key in data.files[:4]:
+    keys = [k for k in data.files if data[k].ndim == 4 and data[k].dtype == np.int8]
+    assert keys
+    for key in keys[:4]:
         x = data[key]
         c = x.shape[-3]
         group = 8 if c % 8 == 0 else 1

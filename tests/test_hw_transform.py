@@ -62,7 +62,7 @@ def _run(cls, kwargs, name, segments, testcase="transform_stream", in_width=8,
 
 
 def _check(out, full_rate_segments=()):
-    assert out["equal"], f"{int(out['mismatches'].sum())} mismatching fields"
+    assert out["equal"], f"{int(out['mismatches'].sum())} mismatching values"
     assert int(out["error"]) == 0
     for k in full_rate_segments:
         per_value = int(out["cycles"][k]) / int(out["values"][k])
@@ -182,14 +182,8 @@ def test_forward_error_flag(fmap):
 class _WrongClampTransform(Transform):
     """Deliberately wrong: clamps to 23 bits instead of 24."""
 
-    def _output(self, m, en_o, va, sa, compa, tla, out_comp, offset_read):
-        with m.If(en_o):
-            m.d.sync += [
-                self.o.valid.eq(va),
-                self.o.payload.data.eq(_sclamp(sa, Y_BITS - 1)),
-                self.o.payload.comp.eq(compa),
-                self.o.payload.tile_last.eq(tla),
-            ]
+    def _clamp(self, value):
+        return _sclamp(value, Y_BITS - 1)
 
 
 def test_forward_wrong_hardware_is_caught(rng):

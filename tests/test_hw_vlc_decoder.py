@@ -63,7 +63,8 @@ def _run(name, cases, *, front=False, rate="stalls", seed=1, watch_tiles=False, 
     for i, (prof, q, hw, tiles, bad) in enumerate(cases):
         data.update(case_data(i, prof, q, hw, tiles, front, bad))
     params = {"test": f"vlc_decoder-{name}", "front": front, "cases": len(cases),
-              "valid_prob": valid_prob, "ready_prob": ready_prob, "watch_tiles": watch_tiles, "abort": abort}
+              "valid_prob": valid_prob, "ready_prob": ready_prob, "watch_tiles": watch_tiles,
+              "abort": abort}
     result = run_cocotb(_verilog(front), "sim.tb_vlc_decoder", data=data, params=params, seed=seed,
                         build_args=BUILD_ARGS)
     return data, result.outputs
@@ -108,7 +109,7 @@ def _mixed_q(prof, rng, images, image_pixels):
 def _every_mode_cases(seed, n_cases=3, images=2, pixels=(5, 30)):
     rng = np.random.default_rng(seed)
     cases = []
-    for j in range(n_cases):
+    for _ in range(n_cases):
         prof = every_mode_profile(rng, channels=int(rng.integers(16, 40)),
                                   tile_pixels=int(rng.integers(2, 9)))
         image_pixels = int(rng.integers(*pixels))
@@ -277,7 +278,7 @@ def test_corrupt_decoder(rate):
     kinds = ("payload_bit", "truncate", "random_word", "extra_words", "header_only")
     cases, bad = _corrupt_cases(12, kinds)
     data, out = _run(f"corrupt_decoder-{rate}", cases, front=False, rate=rate)
-    for i, damaged in enumerate(bad):
+    for i in range(len(bad)):
         _check_case(data, out, i)
         dec = _bits(out[f"c{i}_status"], DEC_STATUS)
         assert dec["error"] == 1

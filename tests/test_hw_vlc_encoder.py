@@ -115,7 +115,7 @@ def test_one_channel(rng, mode):
     pick = {"huffman": 10, "rice": 5, "raw": 3}[mode]
     assert cls[pick].mode == mode and cls[pick].zflag
     prof = identity_profile([cls[pick]], [0], tile_pixels=1)
-    q = random_q(prof, rng, 400)       # enough values that 5 clocks of fill stay within 1.02
+    q = random_q(prof, rng, 800)       # enough values that 8 clocks of fill stay within 1.02
     for rate in RATES:
         _check(_run(f"c1-{mode}-{rate}", encoder_data(prof, q), rate), rate)
 

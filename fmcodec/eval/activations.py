@@ -13,8 +13,9 @@ Each boundary has two *placements*:
 - ``post``: what the next layer reads (EBPC's placement): ``relu(bn1(conv1(x)))`` for
   ``layerX.Y.conv1``; the block output ``relu(bn2(conv2(.)) + identity)`` for ``layerX.Y.conv2``;
   ``maxpool(relu(bn1(conv1(x))))`` for the stem ``conv1`` (the pool is an identity with the
-  small stem). ``layerX.0.downsample`` has no ReLU after it, so its ``post`` equals its ``pre``.
-  ``post`` tensors are non-negative.
+  small stem). ``layerX.0.downsample`` has no ReLU after it (the add reads it), so in ``post`` it
+  is the same signed conv+BN output as in ``pre``; its values differ only through the
+  quantization upstream. All other ``post`` tensors are non-negative.
 
 Quantization is symmetric int8 with one float scale per boundary and placement:
 ``q = clamp(round_half_even(x / scale), -128, 127)``, ``x_hat = q * scale``. Scales are calibrated

@@ -15,11 +15,13 @@ images, the int8 tensors of ``LAYERS`` in both placements. With 32x32 inputs and
 Keys of the .npz (all loadable without pickle, and without torch):
 
     "<layer>.<placement>"        int8 (N, C, H, W)   placement: "pre" (conv+BN output, signed)
-                                                     or "post" (after ReLU / residual, >= 0)
+                                                     or "post" (after ReLU / residual add,
+                                                     >= 0; downsample stays signed)
     "<layer>.<placement>.scale"  float64 ()          x ~= q * scale
     "labels"                     int64 (N,)          digit classes of the images
     "image_index"                int64 (N,)          indices into sklearn.datasets.load_digits()
-    "meta"                       str ()              JSON: recipe, weights sha256, layers, ...
+    "meta"                       str ()              JSON: recipe, weights sha256, layers,
+                                                     scales of all 20 boundaries, ...
 
 The file is byte-for-byte deterministic for given weights (fixed zip timestamps). The weights
 themselves are deterministic for a given machine and torch build; on another CPU the trained
@@ -116,10 +118,11 @@ def generate(path: Path | str = FIXTURE, log=None) -> dict[str, np.ndarray]:
         "placements": {
             "pre": "conv+BN output before ReLU and residual add (signed)",
             "post": "after ReLU (conv1 of a block, stem) or residual add + ReLU (conv2 of a "
-                    "block); downsample has no ReLU, post == pre",
+                    "block); downsample has no ReLU, so it stays signed",
         },
         "quantization": "q = clamp(round_half_even(x / scale), -128, 127)",
         "calibration": {**CALIBRATION, "images": CALIBRATION_IMAGES, "set": "training split"},
+        "scales": scales_all,  # every boundary, both placements (later layers depend on them)
         "images": "first held-out images of the stratified 80/20 split",
     }
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))

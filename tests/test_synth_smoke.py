@@ -1,0 +1,50 @@
+"""One small iCE40 build through the whole open flow, as `make bitstream` runs it.
+
+The iCEBreaker loopback design (hw/board_top.py: the UART blocks and a FIFO) goes through Yosys,
+nextpnr-ice40 and icepack from PyPI (YoWASP) via amaranth-boards; the test checks that a bitstream
+comes out, that nextpnr's report was read and that the 12 MHz clock is met. Skipped, with the
+reason, when a tool is missing. The first YoWASP run on a machine compiles the WebAssembly tools
+once (a few minutes, cached in ~/.cache/YoWASP); later builds take about 20 s.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hw.build import board_family, build_bitstream, load_board, tools_missing
+
+pytestmark = pytest.mark.synth
+
+
+def test_icebreaker_loopback_bitstream(tmp_path):
+    missing = tools_missing(board_family(load_board("icebreaker")))
+    if missing:
+        pytest.skip("; ".join(missing))
+    lines = []
+    summary = build_bitstream("icebreaker", design="loopback", build_root=tmp_path,
+                              log=lines.append)
+    bitstream = tmp_path / "bitstreams" / "icebreaker-loopback.bin"
+    assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
+    assert summary["device"] == "iCE40UP5K"
+    assert 0 < summary["luts"] < summary["luts_available"]
+    assert summary["ffs"] > 0
+    (fmax,) = summary["fmax_mhz"].values()
+    assert fmax >= 12.0, f"the 12 MHz board clock is not met ({fmax} MHz)"
+    assert any("nextpnr place and route done" in line for line in lines)
+
+
+def test_unknown_board_lists_the_supported_ones():
+    from hw.build import BuildError, boards
+
+    with pytest.raises(BuildError, match="supported boards: ") as e:
+        load_board("no-such-board")
+    for name in ("icebreaker", "ulx3s-85f", "ecpix5-85"):
+        assert name in boards() and name in str(e.value)
+
+
+def test_missing_tool_is_named(monkeypatch):
+    from hw.build import BuildError, setup_tools
+
+    monkeypatch.setenv("NEXTPNR_ICE40", "/nonexistent/nextpnr-ice40")
+    with pytest.raises(BuildError, match="NEXTPNR_ICE40=/nonexistent/nextpnr-ice40"):
+        setup_tools("ice40")
