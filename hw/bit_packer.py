@@ -169,23 +169,27 @@ class BitPacker(wiring.Component):
         e_low = Signal(32)
         pos = Signal(count_shape)              # next payload word to read
         rd_en = Signal()
-
         rd_addr = Signal(range(2 * depth))
-        # The read after a tile's last word (pos = length, possibly = depth) is never used.
+        # The reads after a tile's last word (pos >= length, possibly = depth) are never used.
         m.d.comb += rd_addr.eq(Mux(eb, depth, 0) + Mux(pos < depth, pos, 0))
-        rd = {}
+        # Both buffers' outputs are registered (`rdq`) before the payload choice and the CRC tree
+        # or the output: a block RAM's data output is slow.
+        rdq_en = Signal()
+        rdq = {}
         for name in ("coded", "raw"):
             port = mems[name].read_port()
             m.d.comb += [port.addr.eq(rd_addr), port.en.eq(rd_en)]
-            rd[name] = port.data
+            rdq[name] = Signal(WORD_BITS, name=f"rdq_{name}")
+            with m.If(rdq_en):
+                m.d.sync += rdq[name].eq(port.data)
         word = Signal(WORD_BITS)
-        m.d.comb += word.eq(Mux(e_raw, rd["raw"], rd["coded"]))
+        m.d.comb += word.eq(Mux(e_raw, rdq["raw"], rdq["coded"]))
 
         crc = Signal(32)
-        crc_word = Signal(WORD_BITS)           # registered between the buffer and the CRC tree
         issued = Signal()                      # a CRC-pass read was issued last clock
-        absorb = Signal()                      # crc_word holds a payload word
+        absorb = Signal()                      # `word` holds a payload word for the CRC
         header = Signal(WORD_BITS)
+        sent = Signal(count_shape)             # payload words sent
 
         with m.If(advance):
             m.d.sync += self.o.valid.eq(0)
@@ -200,40 +204,54 @@ class BitPacker(wiring.Component):
                     m.next = "CRC"
             with m.State("CRC"):
                 more = pos != e_len
-                m.d.comb += rd_en.eq(1)
-                m.d.sync += [issued.eq(more), crc_word.eq(word), absorb.eq(issued)]
+                m.d.comb += [rd_en.eq(1), rdq_en.eq(1)]
+                m.d.sync += [issued.eq(more), absorb.eq(issued)]
                 with m.If(more):
                     m.d.sync += pos.eq(pos + 1)
                 with m.If(absorb):
-                    m.d.sync += crc.eq(crc32_next(crc, crc_word))
+                    m.d.sync += crc.eq(crc32_next(crc, word))
                 with m.If(~more & ~issued & ~absorb):
+                    m.d.sync += pos.eq(0)
                     m.next = "HEADER"
             with m.State("HEADER"):
+                # Word 0 is read here, so that it is in `rdq` when the header goes out.
+                m.d.comb += rd_en.eq(1)
                 m.d.sync += [
                     header.eq(Cat(e_low, crc32_next(crc, e_low) ^ CRC32_XOROUT)),
-                    pos.eq(0),
+                    pos.eq(1),
+                    sent.eq(0),
                 ]
-                m.next = "SEND"
-            with m.State("SEND"):
-                # The header goes out while word 0 is read; then one word per taken beat.
-                m.d.comb += rd_en.eq(advance)
+                m.next = "SEND_HEADER"
+            with m.State("SEND_HEADER"):
+                m.d.comb += [rd_en.eq(advance), rdq_en.eq(advance)]
                 with m.If(advance):
-                    m.d.sync += [self.o.valid.eq(1), pos.eq(pos + 1)]
-                    with m.If(pos == 0):
-                        m.d.sync += [
-                            self.o.p.data.eq(header),
-                            self.o.p.first.eq(1),
-                            self.o.p.last.eq(e_len == 0),
-                        ]
-                        m.d.comb += done.eq(e_len == 0)
+                    m.d.sync += [
+                        self.o.valid.eq(1),
+                        self.o.p.data.eq(header),
+                        self.o.p.first.eq(1),
+                        self.o.p.last.eq(e_len == 0),
+                        pos.eq(pos + 1),
+                    ]
+                    with m.If(e_len == 0):
+                        m.d.comb += done.eq(1)
+                        m.next = "WAIT"
                     with m.Else():
-                        m.d.sync += [
-                            self.o.p.data.eq(word),
-                            self.o.p.first.eq(0),
-                            self.o.p.last.eq(pos == e_len),
-                        ]
-                        m.d.comb += done.eq(pos == e_len)
-                    with m.If(done):
+                        m.next = "SEND_PAYLOAD"
+            with m.State("SEND_PAYLOAD"):
+                # One word per taken beat; the buffer reads two words ahead.
+                m.d.comb += [rd_en.eq(advance), rdq_en.eq(advance)]
+                is_last = sent == e_len - 1
+                with m.If(advance):
+                    m.d.sync += [
+                        self.o.valid.eq(1),
+                        self.o.p.data.eq(word),
+                        self.o.p.first.eq(0),
+                        self.o.p.last.eq(is_last),
+                        pos.eq(pos + 1),
+                        sent.eq(sent + 1),
+                    ]
+                    with m.If(is_last):
+                        m.d.comb += done.eq(1)
                         m.next = "WAIT"
         with m.If(done):
             m.d.sync += eb.eq(~eb)

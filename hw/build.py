@@ -296,7 +296,11 @@ def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
 
     board = load_board(board_name)
     family = board_family(board)
-    setup_tools(family)
+    try:
+        setup_tools(family)
+    except BuildError as e:
+        raise BuildError(f"{e}\n(board {board_name}; supported boards: "
+                         f"{', '.join(boards())})") from None
     if link not in board.LINKS:
         raise BuildError(f"board {board_name}: unknown link {link!r} "
                          f"(choices: {', '.join(board.LINKS)})")

@@ -14,19 +14,20 @@ Stream contract
 - `error`: high while the configured C is 0 or larger than `max_channels` (the pixel buffer
   would not hold a pixel; tokens are then meaningless).
 
-Throughput one value per clock sustained. Latency: C + 7 clocks from taking a pixel's first
+Throughput one value per clock sustained. Latency: C + 8 clocks from taking a pixel's first
 value to presenting its first token pair on `o`, because the zero flag of a class sits in its
 first component's token but depends on every component of the class in the pixel: a pixel is
 written into one half of a double buffer while the per-class "non-zero" bits are OR-ed, and read
 out of it (to make the tokens) while the next pixel fills the other half.
 
-Write side: S0 (class map read; pixel start/end and q != 0 decided here so that S1 only
-combines), S1 (buffer write, per-class flags). Read side: R0 (buffer read), R1 (the entry
-registered), R1' (class parameters, zigzag, Huffman table read), R2 (raw bits, Rice quotient and
-remainder, Huffman entry), R3 (Rice and Huffman tokens with their escapes, lengths with the flag
-bit), R4 (the mode's token, zero flag) into the output register. The stages are short for an
-iCE40 at 40 MHz; the whole read pipeline advances when the output register is empty or taken, so
-`o.ready` fans out to it combinationally; `i.ready` depends only on registers.
+Write side: S0 (class map read; pixel start/end and q != 0 decided here so that S2 only
+combines), S1 (the class registered), S2 (buffer write, per-class flags). Read side: R0 (buffer
+read), R1 (the entry registered), R1' (class parameters, zigzag, Huffman table read), R2 (raw
+bits, Rice quotient and remainder, Huffman entry), R3 (Rice and Huffman tokens with their
+escapes, lengths with the flag bit), R4 (the mode's token, zero flag) into the output register.
+Every block RAM output is registered within a gate or two. The whole read pipeline advances when the
+output register is empty or taken, so `o.ready` fans out to it combinationally; `i.ready`
+depends only on registers.
 
 Storage: pixel buffer 2 x max_channels x (q_width + class bits + 2) bits, class map
 max_channels x class bits, Huffman table max_classes x 64 x 21 bits, plus registers for the
@@ -118,8 +119,11 @@ class VlcEncoder(wiring.Component):
         comp_bits = max(1, (self.max_channels - 1).bit_length())
 
         # -- configuration -------------------------------------------------------------------
-        # Writes are taken one clock late: the address decode into 16 classes' registers is then
-        # a path of its own, not one behind the lane's configuration broadcast.
+        # Writes are taken one clock late, and those into the per-class registers are decoded in
+        # a second clock (class number and field first, then the one register): the decode into
+        # 16 classes' registers is then no path behind the lane's configuration broadcast.
+        # A write takes effect at most three clocks after it is presented; the class, table and
+        # C writes all precede the configuration's last (global) writes.
         cfg = Signal.like(self.cfg.payload)
         cfg_valid = Signal()
         m.d.sync += [cfg.eq(self.cfg.payload), cfg_valid.eq(self.cfg.valid)]
@@ -146,46 +150,48 @@ class VlcEncoder(wiring.Component):
         hf_wr = huffman.write_port()
         hf_rd = huffman.read_port()
 
-        with m.If(cfg_valid):
-            with m.Switch(cfg_region):
-                with m.Case(REGION_CLASSMAP):
-                    m.d.comb += [
-                        cm_wr.addr.eq(cfg_index),
-                        cm_wr.data.eq(cfg_data),
-                        cm_wr.en.eq(cfg_index < self.max_channels),
-                    ]
-                with m.Case(REGION_CLASS):
-                    cidx = cfg_index[3:]
-                    for c in range(ncls):
-                        with m.If(cidx == c):
-                            with m.Switch(cfg_index[:3]):
-                                with m.Case(CLASS_MODE):
-                                    m.d.sync += mode[c].eq(cfg_data)
-                                with m.Case(CLASS_ZFLAG):
-                                    m.d.sync += zflag[c].eq(cfg_data)
-                                with m.Case(CLASS_BITS):
-                                    m.d.sync += bits[c].eq(cfg_data)
-                                with m.Case(CLASS_K_ESC):
-                                    m.d.sync += [
-                                        rice_k[c].eq(cfg_data[0:8]),
-                                        rice_esc[c].eq(cfg_data[8:16]),
-                                    ]
-                with m.Case(REGION_HUFF_ENC):
-                    m.d.comb += [
-                        hf_wr.addr.eq(cfg_index),
-                        hf_wr.data.code.eq(cfg_data[0:16]),
-                        hf_wr.data.len.eq(cfg_data[16:21]),
-                        hf_wr.en.eq(cfg_index < ncls * HUFF_SYMBOLS),
-                    ]
-                    for c in range(ncls):
-                        with m.If(cfg_index == c * HUFF_SYMBOLS + HUFF_ESC):
-                            m.d.sync += [
-                                esc_code[c].eq(cfg_data[0:16]),
-                                esc_len[c].eq(cfg_data[16:21]),
-                            ]
-                with m.Case(REGION_GLOBAL):
-                    with m.If(cfg_index == GLOBAL_CHANNELS):
-                        m.d.sync += [channels.eq(cfg_data), last_comp.eq(cfg_data - 1)]
+        # The tables are memories: written straight from the registered write.
+        is_region = {r: cfg_valid & (cfg_region == r)
+                     for r in (REGION_CLASSMAP, REGION_CLASS, REGION_HUFF_ENC, REGION_GLOBAL)}
+        m.d.comb += [
+            cm_wr.addr.eq(cfg_index),
+            cm_wr.data.eq(cfg_data),
+            cm_wr.en.eq(is_region[REGION_CLASSMAP] & (cfg_index < self.max_channels)),
+            hf_wr.addr.eq(cfg_index),
+            hf_wr.data.code.eq(cfg_data[0:16]),
+            hf_wr.data.len.eq(cfg_data[16:21]),
+            hf_wr.en.eq(is_region[REGION_HUFF_ENC] & (cfg_index < ncls * HUFF_SYMBOLS)),
+        ]
+        with m.If(is_region[REGION_GLOBAL] & (cfg_index == GLOBAL_CHANNELS)):
+            m.d.sync += [channels.eq(cfg_data), last_comp.eq(cfg_data - 1)]
+
+        # The class registers: decoded to (class, field) first.
+        dec = Signal(data.StructLayout({
+            "param": 1,           # a class parameter write (region 3), class < 16
+            "esc": 1,             # a Huffman write of the ESC symbol (region 4), class < 16
+            "cls": 4, "field": 3, "data": 21,
+        }))
+        m.d.sync += [
+            dec.param.eq(is_region[REGION_CLASS] & (cfg_index[7:] == 0)),
+            dec.esc.eq(is_region[REGION_HUFF_ENC] & (cfg_index[:6] == HUFF_ESC) &
+                       (cfg_index[10:] == 0)),
+            dec.cls.eq(Mux(cfg_region == REGION_CLASS, cfg_index[3:7], cfg_index[6:10])),
+            dec.field.eq(cfg_index[:3]),
+            dec.data.eq(cfg_data),
+        ]
+        for c in range(ncls):
+            with m.If(dec.param & (dec.cls == c)):
+                with m.Switch(dec.field):
+                    with m.Case(CLASS_MODE):
+                        m.d.sync += mode[c].eq(dec.data)
+                    with m.Case(CLASS_ZFLAG):
+                        m.d.sync += zflag[c].eq(dec.data)
+                    with m.Case(CLASS_BITS):
+                        m.d.sync += bits[c].eq(dec.data)
+                    with m.Case(CLASS_K_ESC):
+                        m.d.sync += [rice_k[c].eq(dec.data[0:8]), rice_esc[c].eq(dec.data[8:16])]
+            with m.If(dec.esc & (dec.cls == c)):
+                m.d.sync += [esc_code[c].eq(dec.data[0:16]), esc_len[c].eq(dec.data[16:21])]
 
         m.d.comb += self.error.eq((channels == 0) | (channels > self.max_channels))
 
@@ -206,48 +212,55 @@ class VlcEncoder(wiring.Component):
         full_clr = Signal(2)
         m.d.sync += full.eq((full | full_set) & ~full_clr)
 
-        # -- write side: S0 class map read, S1 buffer write ------------------------------------
-        s1_valid = Signal()
-        s1 = Signal(framed(self.q_width))
-        s1_first = Signal()                    # comp = 0: the pixel starts
-        s1_last = Signal()                     # comp = C - 1: the pixel ends
-        s1_nonzero = Signal()
+        # -- write side: S0 class map read, S1 its output registered, S2 buffer write ---------
+        # The three stages move together (`w_adv`), held while the bank to write is still full.
+        s1 = Signal(data.StructLayout({
+            "valid": 1,
+            "v": framed(self.q_width),
+            "first": 1,                        # comp = 0: the pixel starts
+            "last": 1,                         # comp = C - 1: the pixel ends
+            "nonzero": 1,
+        }))
+        s2 = Signal.like(s1)
+        s2_cls = Signal(cls_bits)
         wb = Signal()                          # bank being filled
         seen = Signal(ncls)                    # classes met so far in the pixel
         nz = Signal(ncls)                      # classes with a non-zero value so far
 
-        s1_go = s1_valid & ~full.bit_select(wb, 1)
+        s2_go = s2.valid & ~full.bit_select(wb, 1)
+        w_adv = ~s2.valid | s2_go
         m.d.comb += [
-            self.i.ready.eq(~s1_valid | s1_go),
+            self.i.ready.eq(w_adv),
             cm_rd.addr.eq(self.i.p.comp),
-            cm_rd.en.eq(self.i.ready),
+            cm_rd.en.eq(w_adv),
         ]
-        with m.If(self.i.ready):
+        with m.If(w_adv):
             m.d.sync += [
-                s1_valid.eq(self.i.valid),
-                s1.eq(self.i.p),
-                s1_first.eq(self.i.p.comp == 0),
-                s1_last.eq(self.i.p.comp == last_comp),
-                s1_nonzero.eq(self.i.p.data != 0),
+                s1.valid.eq(self.i.valid),
+                s1.v.eq(self.i.p),
+                s1.first.eq(self.i.p.comp == 0),
+                s1.last.eq(self.i.p.comp == last_comp),
+                s1.nonzero.eq(self.i.p.data != 0),
+                s2.eq(s1),
+                s2_cls.eq(cm_rd.data),
             ]
 
-        cls_w = cm_rd.data
-        seen_before = Mux(s1_first, 0, seen)
-        nz_before = Mux(s1_first, 0, nz)
+        seen_before = Mux(s2.first, 0, seen)
+        nz_before = Mux(s2.first, 0, nz)
         cls_onehot = Signal(ncls)
-        m.d.comb += cls_onehot.eq(1 << cls_w)
-        nz_after = nz_before | Mux(s1_nonzero, cls_onehot, 0)
+        m.d.comb += cls_onehot.eq(1 << s2_cls)
+        nz_after = nz_before | Mux(s2.nonzero, cls_onehot, 0)
         m.d.comb += [
-            pb_wr.addr.eq(Cat(s1.comp[:comp_bits], wb)),
-            pb_wr.data.q.eq(s1.data),
-            pb_wr.data.cls.eq(cls_w),
+            pb_wr.addr.eq(Cat(s2.v.comp[:comp_bits], wb)),
+            pb_wr.data.q.eq(s2.v.data),
+            pb_wr.data.cls.eq(s2_cls),
             pb_wr.data.first.eq(~(seen_before & cls_onehot).any()),
-            pb_wr.data.tile_last.eq(s1.tile_last),
-            pb_wr.en.eq(s1_go),
+            pb_wr.data.tile_last.eq(s2.v.tile_last),
+            pb_wr.en.eq(s2_go),
         ]
-        with m.If(s1_go):
+        with m.If(s2_go):
             m.d.sync += [seen.eq(seen_before | cls_onehot), nz.eq(nz_after)]
-            with m.If(s1_last):
+            with m.If(s2.last):
                 m.d.comb += full_set.eq(Mux(wb, 0b10, 0b01))
                 m.d.sync += [nz_bank[wb].eq(nz_after), wb.eq(~wb)]
 

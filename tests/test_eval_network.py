@@ -197,7 +197,8 @@ def test_fixture_matches_cached_network():
     ckpt = torch.load(train.CACHE, map_location="cpu", weights_only=True)
     data = fixtures.load_featuremaps(FIXTURE)
     meta = json.loads(str(data["meta"]))
-    if fixtures.weights_sha256(ckpt["state_dict"]) != meta["weights_sha256"]:
+    if (ckpt.get("recipe") != train.RECIPE
+            or fixtures.weights_sha256(ckpt["state_dict"]) != meta["weights_sha256"]):
         pytest.skip("cached weights differ from the ones the fixture was made from")
     model, _ = train.load_or_train()
     digits = train.load_digits_split()

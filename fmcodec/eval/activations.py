@@ -23,11 +23,11 @@ on training images (``calibrate_scales``).
 
 The codec is applied with a *replace function*
 
-    fn(layer_name: str, q: np.ndarray int8 (N, C, H, W), scale: float) -> np.ndarray int8, same shape
+    fn(layer_name: str, q: int8 ndarray (N, C, H, W), scale: float) -> int8 ndarray, same shape
 
-called once per batch and boundary, in execution order, with the quantized tensor; its output is dequantized and
-continues through the network. ``layer_name`` is the boundary name without a placement suffix.
-The identity function gives exactly the int8-quantized network.
+called once per batch and boundary, in execution order, with the quantized tensor; its output
+is dequantized and continues through the network. ``layer_name`` is the boundary name without
+a placement suffix. The identity function gives exactly the int8-quantized network.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def dequantize(q: torch.Tensor, scale: float, dtype: torch.dtype = torch.float32
     return q.to(dtype) * scale
 
 
-def _modules(model: nn.Module, placement: str, layers: Iterable[str] | None) -> dict[str, nn.Module]:
+def _modules(model: nn.Module, placement: str,
+             layers: Iterable[str] | None) -> dict[str, nn.Module]:
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
     named = dict(model.named_modules())

@@ -71,7 +71,7 @@ class ResNet18(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU()
         inplanes = 64
-        for i, (planes, blocks) in enumerate(zip(WIDTHS, BLOCKS)):
+        for i, (planes, blocks) in enumerate(zip(WIDTHS, BLOCKS, strict=True)):
             stride = 1 if i == 0 else 2
             layer = [BasicBlock(inplanes, planes, stride)]
             layer += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
