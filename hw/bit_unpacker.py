@@ -26,9 +26,9 @@ Stream contract
   OR. A coded tile's decoding errors (code running past the payload, words left over, invalid
   code) are hw/vlc_decoder.py's status; the lane ORs the two.
 
-Whatever the words hold, a tile costs one clock per input word (plus one clock after a tile with
-no payload words, while the next tile's raw size is computed), so the unpacker never hangs, and
-the decoder downstream always gets exactly one tile per header.
+Whatever the words hold, a tile costs one clock per input word (a header that follows a tile
+without payload words waits up to three clocks for its raw size), so the unpacker never hangs,
+and the decoder downstream always gets exactly one tile per header.
 
 Throughput one word per clock; latency one clock (output register; `i.ready` depends on
 `o.ready` combinationally). The CRC is checked in the clock after a tile's last word, in
@@ -58,6 +58,7 @@ TILE_PIXEL_BITS = 16    # tile_pixels < 2^16
 IMAGE_PIXEL_BITS = 32
 RAW_BPP_BITS = 15       # raw bits per pixel <= 1024 channels * 16 bits
 BAD_TILE_BITS = 16
+GEOM_STEPS = 3          # clocks from a header to the next tile's raw size
 
 
 def container_word() -> data.StructLayout:
@@ -118,19 +119,23 @@ class BitUnpacker(wiring.Component):
                     m.d.comb += commit.eq(1)
 
         # -- tile geometry: raw size of the tile whose header comes next -----------------------
-        # Computed one clock ahead from the pixels left in the image, so the multiplier is off
-        # the header path; `geom_ok` holds a header for that clock after a tile without payload.
+        # A three-step pipeline (pixel count, product, words) from the pixels left in the image,
+        # restarted by each header; it is done long before the next header unless the tile had
+        # no payload words, and only then does a header wait for it (`geom_wait`).
         image_left = Signal(IMAGE_PIXEL_BITS)
         npix = Signal(TILE_PIXEL_BITS)
-        m.d.comb += npix.eq(Mux(image_left < tile_pixels, image_left, tile_pixels))
+        product = Signal(TILE_PIXEL_BITS + RAW_BPP_BITS)
         max_words = Signal(LEN_BITS + 6)
-        geom_ok = Signal()
+        geom_wait = Signal(2, init=GEOM_STEPS)
+        geom_ok = geom_wait == 0
         tile_no = Signal(TILE_NO_BITS)
+        m.d.sync += [
+            npix.eq(Mux(image_left < tile_pixels, image_left, tile_pixels)),
+            product.eq(npix * raw_bpp),
+            max_words.eq((product + 63) >> 6),
+        ]
         with m.If(~geom_ok):
-            m.d.sync += [
-                max_words.eq((npix * raw_bpp + 63) >> 6),
-                geom_ok.eq(1),
-            ]
+            m.d.sync += geom_wait.eq(geom_wait - 1)
 
         # -- tile state -----------------------------------------------------------------------
         in_tile = Signal()          # a header was taken; payload words (or the drop) follow
@@ -175,7 +180,7 @@ class BitUnpacker(wiring.Component):
                     count.eq(0),
                     errs.eq(Cat(bad_mode, bad_len, h_tile != tile_no)),
                     tile_no.eq(tile_no + 1),
-                    geom_ok.eq(0),
+                    geom_wait.eq(GEOM_STEPS),
                 ]
                 with m.If(image_left <= npix):
                     m.d.sync += image_left.eq(image_pixels)
@@ -239,7 +244,7 @@ class BitUnpacker(wiring.Component):
             m.d.sync += [
                 image_left.eq(image_pixels),
                 tile_no.eq(0),
-                geom_ok.eq(0),
+                geom_wait.eq(GEOM_STEPS),
                 in_tile.eq(0),
                 dropping.eq(0),
                 finish.eq(0),

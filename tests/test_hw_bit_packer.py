@@ -22,7 +22,7 @@ from hw.bit_packer import BitPacker
 from sim.runner import run_cocotb
 from sim.tb_bit_packer import packer_data
 from sim.tb_framed import design_verilog, feature_map
-from sim.tb_vlc_encoder import build_args, every_mode_profile, identity_profile, random_q
+from sim.tb_vlc_encoder import every_mode_profile, fixture_map, identity_profile, random_q
 
 pytestmark = pytest.mark.hw
 
@@ -49,8 +49,7 @@ def _run(name, data, rate="stalls", testcase="bit_packer_stream", design=None, s
               "ready_prob": ready_prob, "values": int(data["in_tile_last"].size), **extra}
     bench = {k: v for k, v in data.items() if not k.startswith("tile_")}
     result = run_cocotb(_verilog(**(design or {})), "sim.tb_bit_packer", testcase=testcase,
-                        data=bench, params=params, seed=seed,
-                        build_args=build_args())
+                        data=bench, params=params, seed=seed)
     out = result.outputs
     if not out:
         return out
@@ -82,6 +81,16 @@ def test_feature_map(rate):
     assert prof.raw_words(prof.tile_pixels) <= MAX_TILE_WORDS
     data = packer_data(prof, q, image_pixels=256)
     _check(_run(f"fmap-{rate}", data, rate), data, rate)
+
+
+def test_feature_map_post_relu():
+    """A post-ReLU map (layer2.0.conv1, first 64 channels, Huffman with zero flags): tiles far
+    below their raw size, next to the pre-ReLU map above."""
+    x = fixture_map("layer2.0.conv1.post", 64, 16, 16, relu=True)
+    prof = calibrate(x, transform="pca", group=8, bits=7, coder="huffman", tile_pixels=4)
+    q = quantize(forward(to_pixels(x), prof), prof)
+    data = packer_data(prof, q, image_pixels=256)
+    _check(_run("fmap-relu", data), data, "stalls")
 
 
 # -- random symbols, every mode ----------------------------------------------------------------
@@ -162,3 +171,4 @@ def test_mismatch_is_caught(rng):
     data["in_coded_value"][k] ^= 1 << 2
     out = _run("wrong-token", data)
     assert not out["equal"] and int(out["mismatches"]) > 0
+

@@ -21,9 +21,9 @@ from hw.vlc_encoder import VlcEncoder
 from sim.runner import run_cocotb
 from sim.tb_framed import design_verilog, feature_map
 from sim.tb_vlc_encoder import (
-    build_args,
     encoder_data,
     every_mode_profile,
+    fixture_map,
     identity_profile,
     random_q,
 )
@@ -46,7 +46,7 @@ def _run(name, data, rate="stalls", testcase="vlc_encoder_stream", seed=1, **ext
     params = {"block": "VlcEncoder", "test": f"vlc_encoder-{name}", "q_width": 16,
               "valid_prob": valid_prob, "ready_prob": ready_prob, **extra}
     result = run_cocotb(_verilog(), "sim.tb_vlc_encoder", testcase=testcase, data=data,
-                        params=params, seed=seed, build_args=build_args())
+                        params=params, seed=seed)
     out = result.outputs
     if not out:
         return out
@@ -78,6 +78,16 @@ def test_feature_map(rate):
     prof, q, hw = _fmap_q("auto", h=16, w=16)
     out = _run(f"fmap-{rate}", encoder_data(prof, q, hw), rate)
     _check(out, rate)
+
+
+def test_feature_map_post_relu():
+    """A post-ReLU map (layer2.0.conv1, first 64 channels, more than half zeros): PCA at 5 bits
+    gives zero-flagged Huffman classes and a Rice class; 4-pixel tiles."""
+    x = fixture_map("layer2.0.conv1.post", 64, 16, 16, relu=True)
+    prof = calibrate(x, transform="pca", group=8, bits=5, tile_pixels=4)
+    q = quantize(forward(to_pixels(x), prof), prof)
+    assert any(c.zflag for c in prof.classes), "calibration chose no zero flag"
+    _check(_run("fmap-relu", encoder_data(prof, q, 256)), "stalls")
 
 
 @pytest.mark.parametrize("coder,bits", [("huffman", 8), ("golomb", 5), ("pooled-huffman", 7)])
