@@ -1,4 +1,4 @@
-"""The `fmcodec` command line: calibrate, encode, decode, stats, bench (and eval, board).
+"""The `fmcodec` command line: calibrate, encode, decode, stats, bench, fits (and eval, board).
 
 Every command checks its input before it writes anything; outputs are written to a temporary name
 and renamed into place, so a failed run never leaves a half-written file. Errors print one line
@@ -193,6 +193,17 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_fits(args) -> int:
+    from hw.capacity import LaneBuild, check_profile
+
+    prof = load_profile(args.profile)
+    build = LaneBuild(group=args.group, max_channels=args.max_channels,
+                      max_tile_words=args.max_tile_words, dtype=args.dtype)
+    check_profile(prof, build, image_pixels=args.image_pixels)
+    print(f"{args.profile}: fits the hardware build ({build.describe()})")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from fmcodec.eval import main as eval_main
 
@@ -260,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", type=int, default=8, help="transform group for --sizes")
     p.add_argument("--bits", type=int, default=8, help="B for --sizes")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("fits", help="check that a profile fits a hardware build of the lanes")
+    p.add_argument("profile")
+    p.add_argument("--group", type=int, default=8, help="the build's transform group N")
+    p.add_argument("--max-channels", type=int, default=512)
+    p.add_argument("--max-tile-words", type=int, default=512)
+    p.add_argument("--dtype", choices=tuple(INT_DTYPES), default="int8",
+                   help="the decoder lane's reconstruction type")
+    p.add_argument("--image-pixels", type=int, help="H*W of the layer")
+    p.set_defaults(func=cmd_fits)
 
     p = sub.add_parser("eval", help="network-level evaluation on ResNet-18 (needs [eval] extra)")
     p.add_argument("eval_args", nargs=argparse.REMAINDER)

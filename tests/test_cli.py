@@ -162,3 +162,13 @@ def test_console_entry_point_exit_status(tmp_path):
                         "-o", str(tmp_path / "o.npy")], capture_output=True, text=True)
     assert r.returncode == 2
     assert "no such file" in r.stderr
+
+
+def test_fits_checks_the_hardware_build(files, capsys):
+    prof = str(files / "p.json")
+    assert main(["fits", prof]) == 0
+    assert "fits the hardware build" in capsys.readouterr().out
+    assert main(["fits", prof, "--group", "16", "--max-channels", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fmcodec: error: profile does not fit")
+    assert "N=16" in err and "at most 8" in err
