@@ -127,7 +127,8 @@ def cmd_calibrate(args) -> int:
     x = load_tensor(args.input, args.key, args.input_scale, args.dtype)
     profile = calibrate(x, transform=args.transform, group=args.group, bits=args.bits,
                         coder=args.coder, tile_pixels=args.tile_pixels, layout=args.layout,
-                        frac_bits=args.frac_bits, relu=args.relu)
+                        frac_bits=args.frac_bits, relu=args.relu,
+                        drop=not args.no_drop)
     write_atomic(args.output, profile.to_json().encode())
     info = profile.calibration
     print(f"profile {args.output}: C={profile.channels} N={profile.group} "
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=tuple(INT_DTYPES), default="int8",
                    help="integer type for float input scaled with --input-scale")
     p.add_argument("--relu", action="store_true", help="apply ReLU on decode")
+    p.add_argument("--no-drop", action="store_true",
+                   help="code components that are all zero in the calibration data instead of "
+                        "dropping them (safer when the tensor to encode differs)")
     p.add_argument("-o", "--output", required=True, help="profile file to write")
     p.set_defaults(func=cmd_calibrate)
 

@@ -177,14 +177,16 @@ def _check_input(x) -> tuple[np.ndarray, str]:
 
 def calibrate(x, transform: str = "pca", group: int = 8, bits: int = 8, coder: str = "auto",
               tile_pixels: int | None = None, layout: str = "fixed", frac_bits: int = 12,
-              max_classes: int = MAX_CLASSES, relu: bool = False) -> Profile:
+              max_classes: int = MAX_CLASSES, relu: bool = False, drop: bool = True) -> Profile:
     """Build a codec profile from an int8/uint8/int16 tensor (C, H, W) or (N, C, H, W).
 
     `bits` (B, 2..16) is the width of the strongest component's symbols; lower B means coarser
     steps. `coder`: "auto" (cheapest of raw / Rice / Huffman per class, with or without the zero
     flag), "golomb" (Rice only), "huffman" (Huffman only), or "pooled-huffman" (the paper's
     baseline: one width and one Huffman table for every component, no flags, no drop).
-    `tile_pixels` defaults to W (one image row per tile).
+    `tile_pixels` defaults to W (one image row per tile). `drop=False` keeps classes that are
+    all zero in the calibration data (coded, at the cheapest width, instead of dropped), so a
+    tensor that does use those components later still gets them back.
 
     PCA with few pixels: any P >= 1 works. With P < N the covariance is rank-deficient and the
     components beyond its rank see zero variance, so they land in the weakest classes.
@@ -253,7 +255,11 @@ def calibrate(x, transform: str = "pca", group: int = 8, bits: int = 8, coder: s
         for band in bands:
             qc = q_all[:, band]
             width = int(min(signed_width(np.abs(qc).max()), MAX_BITS))
-            if not qc.any():
+            if not qc.any() and not drop:
+                # All zero here, but kept: the width of the step's range leaves room for the
+                # values another tensor may bring, and the zero flag makes it cost ~1 bit/pixel.
+                width = bits
+            if not qc.any() and drop:
                 cp, cand = ClassParams(mode="drop", bits=width), {}
             else:
                 cp, cand = _choose_class(qc, width, CODER_MODES[coder])

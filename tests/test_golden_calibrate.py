@@ -357,3 +357,30 @@ def test_prediction_matches_encoder(fmap, coder, bits):
     assert np.array_equal(enc.tile_payload_words + 1, words)
     assert prof.calibration["predicted_tile_bits_per_value"] == (
         64 * (enc.words_written - enc.table_words) / q.size)
+
+
+def test_no_drop_keeps_components_another_tensor_uses():
+    """A channel that is constant in the calibration data but not in the tensor encoded later:
+    dropped, its values are lost; with drop=False they come back within one quantizer step."""
+    from golden import codec
+
+    rng = np.random.default_rng(5)
+    calib = rng.integers(-60, 60, size=(2, 8, 6, 6)).astype(np.int8)
+    calib[:, 7] = 0
+    later = calib.copy()
+    later[:, 7] = rng.integers(-40, 40, size=later[:, 7].shape)
+    dropped = calibrate(calib, transform="identity", group=8, bits=8, max_classes=8)
+    kept = calibrate(calib, transform="identity", group=8, bits=8, max_classes=8, drop=False)
+    assert "drop" in [c.mode for c in dropped.classes]
+    assert "drop" not in [c.mode for c in kept.classes]
+    step = kept.calibration["step"]
+    for prof, ok in ((dropped, False), (kept, True)):
+        xh = codec.decode(codec.encode(later, prof), prof)
+        err = np.abs(xh[:, 7].astype(np.int64) - later[:, 7])
+        assert bool(err.max() <= step) == ok, (prof.classes, err.max())
+    # Where the tensor matches the calibration data, keeping costs at most the kept class's raw
+    # width per pixel (these random values leave tiles raw) plus a word per tile of rounding.
+    pixels, tiles = 2 * 36, 2 * 6
+    extra = (len(codec.encode(calib, kept, embed_profile=False))
+             - len(codec.encode(calib, dropped, embed_profile=False)))
+    assert 0 <= extra * 8 <= pixels * 8 + 64 * tiles, extra
