@@ -15,9 +15,10 @@ Stream contract
   `min(length, raw_words(tile))` payload words are passed on; words beyond that are checked (CRC)
   and dropped.
 - `cfg`: tile_pixels (global 3), image_pixels (global 8) and raw bits per pixel (global 7, the
-  commit) give every tile's pixel count (the last tile of an image may be short) and hence its
-  raw size `raw_words = ceil(pixels * raw_bits_per_pixel / 64)`; the commit clears the tile
-  counter and `status`.
+  commit) give every tile's pixel count (the last tile of an image may be short; hw/tile_walker.py)
+  and hence its raw size `raw_words = ceil(pixels * raw_bits_per_pixel / 64)`; the commit clears
+  the tile counter and `status`. Lane p of P (`tile_first` = p, `tile_step` = P) gets only the
+  tensor's tiles p, p + P, ...: the sizes are theirs and the expected tile numbers p, p + P, ...
 - `status`: sticky error bits since the last commit (each also counts its tile in `bad_tiles`):
   `crc` (CRC-32 of payload + header bits 0..31 differs from header bits 32..63), `mode` (mode 2
   or 3; the tile is then passed on as coded), `length` (length > raw_words, or a raw tile whose
@@ -27,7 +28,8 @@ Stream contract
   code) are hw/vlc_decoder.py's status; the lane ORs the two.
 
 Whatever the words hold, a tile costs one clock per input word (a header that follows a tile
-without payload words waits up to three clocks for its raw size), so the unpacker never hangs,
+without payload words waits up to `tile_step` + 2 clocks for its raw size), so the unpacker never
+hangs,
 and the decoder downstream always gets exactly one tile per header.
 
 Throughput one word per clock; latency one clock (output register; `i.ready` depends on
@@ -41,24 +43,21 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import (
     GLOBAL_COMMIT,
-    GLOBAL_IMAGE_PIXELS,
-    GLOBAL_TILE_PIXELS,
     REGION_GLOBAL,
     config_signature,
     index,
     region,
 )
 from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
 
 WORD_BITS = 64
 LEN_BITS = 20           # header bits 0..19: payload length in words
 TILE_NO_BITS = 10       # header bits 22..31: tile number mod 1024
 MODE_CODED, MODE_RAW = 0, 1
-TILE_PIXEL_BITS = 16    # tile_pixels < 2^16
-IMAGE_PIXEL_BITS = 32
 RAW_BPP_BITS = 15       # raw bits per pixel <= 1024 channels * 16 bits
 BAD_TILE_BITS = 16
-GEOM_STEPS = 3          # clocks from a header to the next tile's raw size
+GEOM_STEPS = 3          # clocks from the tile walker's count to the tile's raw size
 
 
 def container_word() -> data.StructLayout:
@@ -89,9 +88,13 @@ _CAUSES = ("crc", "mode", "length", "tile", "framing")
 
 class BitUnpacker(wiring.Component):
     """Container words in, payload words out, header and CRC checked (see the module docstring).
+
+    Parameters: `tile_first`, `tile_step` (the tiles of lane p of P: p, P).
     """
 
-    def __init__(self):
+    def __init__(self, tile_first: int = 0, tile_step: int = 1):
+        self.tile_first = int(tile_first)
+        self.tile_step = int(tile_step)
         super().__init__({
             "cfg": In(config_signature()),
             "i": In(stream.Signature(container_word())),
@@ -104,37 +107,32 @@ class BitUnpacker(wiring.Component):
 
         # -- configuration ---------------------------------------------------------------------
         cfg = self.cfg
-        tile_pixels = Signal(TILE_PIXEL_BITS)
-        image_pixels = Signal(IMAGE_PIXEL_BITS)
         raw_bpp = Signal(RAW_BPP_BITS)
         commit = Signal()
-        with m.If(cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL)):
-            with m.Switch(index(cfg.p.addr)):
-                with m.Case(GLOBAL_TILE_PIXELS):
-                    m.d.sync += tile_pixels.eq(cfg.p.data)
-                with m.Case(GLOBAL_IMAGE_PIXELS):
-                    m.d.sync += image_pixels.eq(cfg.p.data)
-                with m.Case(GLOBAL_COMMIT):
-                    m.d.sync += raw_bpp.eq(cfg.p.data)
-                    m.d.comb += commit.eq(1)
+        with m.If(cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL) &
+                  (index(cfg.p.addr) == GLOBAL_COMMIT)):
+            m.d.sync += raw_bpp.eq(cfg.p.data)
+            m.d.comb += commit.eq(1)
+        m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
+        m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
 
         # -- tile geometry: raw size of the tile whose header comes next -----------------------
-        # A three-step pipeline (pixel count, product, words) from the pixels left in the image,
-        # restarted by each header; it is done long before the next header unless the tile had
-        # no payload words, and only then does a header wait for it (`geom_wait`).
-        image_left = Signal(IMAGE_PIXEL_BITS)
+        # A three-step pipeline (pixel count from the tile walker, product, words), restarted by
+        # each header; it is done long before the next header unless the tile had no payload
+        # words, and only then does a header wait for it (`geom_wait`, counting from the clock
+        # the walker's count is there).
         npix = Signal(TILE_PIXEL_BITS)
         product = Signal(TILE_PIXEL_BITS + RAW_BPP_BITS)
         max_words = Signal(LEN_BITS + 6)
         geom_wait = Signal(2, init=GEOM_STEPS)
-        geom_ok = geom_wait == 0
-        tile_no = Signal(TILE_NO_BITS)
+        geom_ok = walker.o.valid & (geom_wait == 0)
+        tile_no = Signal(TILE_NO_BITS, init=self.tile_first % (1 << TILE_NO_BITS))
         m.d.sync += [
-            npix.eq(Mux(image_left < tile_pixels, image_left, tile_pixels)),
+            npix.eq(walker.o.payload),
             product.eq(npix * raw_bpp),
             max_words.eq((product + 63) >> 6),
         ]
-        with m.If(~geom_ok):
+        with m.If(walker.o.valid & (geom_wait != 0)):
             m.d.sync += geom_wait.eq(geom_wait - 1)
 
         # -- tile state -----------------------------------------------------------------------
@@ -179,13 +177,10 @@ class BitUnpacker(wiring.Component):
                     check.eq(hdr[32:64]),
                     count.eq(0),
                     errs.eq(Cat(bad_mode, bad_len, h_tile != tile_no)),
-                    tile_no.eq(tile_no + 1),
+                    tile_no.eq(tile_no + self.tile_step % (1 << TILE_NO_BITS)),
                     geom_wait.eq(GEOM_STEPS),
                 ]
-                with m.If(image_left <= npix):
-                    m.d.sync += image_left.eq(image_pixels)
-                with m.Else():
-                    m.d.sync += image_left.eq(image_left - npix)
+                m.d.comb += walker.o.ready.eq(1)
                 with m.If(self.i.p.last | (h_limit == 0)):
                     m.d.sync += [
                         self.o.valid.eq(1),
@@ -242,8 +237,7 @@ class BitUnpacker(wiring.Component):
         # The commit starts a new tensor: tile 0 of image 0, nothing in flight, status clear.
         with m.If(commit):
             m.d.sync += [
-                image_left.eq(image_pixels),
-                tile_no.eq(0),
+                tile_no.eq(self.tile_first % (1 << TILE_NO_BITS)),
                 geom_wait.eq(GEOM_STEPS),
                 in_tile.eq(0),
                 dropping.eq(0),

@@ -5,7 +5,8 @@
 Stream contract
 ---------------
 - `i`: `container_word()` (hw/bit_unpacker.py): each tile's header and payload words as the DRAM
-  reader fetches them, `last` on the final word it delivers for the tile.
+  reader fetches them, `last` on the final word it delivers for the tile; lane p of P
+  (`tile_first` = p, `tile_step` = P; hw/multi_lane.py) gets only the tensor's tiles p, p + P, ...
 - `o`: `framed(out_width)` (hw/framing.py): the reconstruction, one channel value per beat in
   channel order, `comp` = channel, `tile_last` on the tile's last value; `out_width` 8 (int8),
   9 (uint8) or 16 (int16). ReLU (global 5) clamps at zero.
@@ -42,13 +43,16 @@ class DecoderLane(wiring.Component):
     """Container words in, reconstructed channel values out (see the module docstring).
 
     Parameters: `dtype` of the reconstruction ("int8", "uint8", "int16"), `group` (transform N),
-    `max_channels`.
+    `max_channels`, `tile_first`/`tile_step` (the tiles of lane p of P: p, P).
     """
 
-    def __init__(self, dtype: str = "int8", group: int = 8, max_channels: int = 512):
+    def __init__(self, dtype: str = "int8", group: int = 8, max_channels: int = 512,
+                 tile_first: int = 0, tile_step: int = 1):
         self.dtype = dtype
         self.group = group
         self.max_channels = max_channels
+        self.tile_first = tile_first
+        self.tile_step = tile_step
         self._inverse = InverseTransform(dtype=dtype, group=group, max_channels=max_channels)
         out_width = self._inverse.o.payload.data.shape().width
         super().__init__({
@@ -60,8 +64,10 @@ class DecoderLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unpacker = unpacker = BitUnpacker()
-        m.submodules.decoder = decoder = VlcDecoder(max_channels=self.max_channels)
+        m.submodules.unpacker = unpacker = BitUnpacker(self.tile_first, self.tile_step)
+        m.submodules.decoder = decoder = VlcDecoder(max_channels=self.max_channels,
+                                                    tile_first=self.tile_first,
+                                                    tile_step=self.tile_step)
         m.submodules.dequantizer = dequantizer = Dequantizer(max_channels=self.max_channels)
         m.submodules.inverse = inverse = self._inverse
         blocks = [unpacker, decoder, dequantizer, inverse]
@@ -70,7 +76,7 @@ class DecoderLane(wiring.Component):
             m.d.comb += [b.cfg.valid.eq(self.cfg.valid), b.cfg.payload.eq(self.cfg.payload)]
 
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
-        for a, b in zip(blocks, blocks[1:]):
+        for a, b in zip(blocks, blocks[1:], strict=False):
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, inverse.o, wiring.flipped(self.o))
 

@@ -10,12 +10,14 @@ Stream contract
 ---------------
 - `i`: one signed value per beat (`in_width` bits), channel order within a pixel, pixels in
   raster order; `in_width` is 8 for int8, 9 for uint8 (framed data is signed), 16 for int16, and
-  up to 24 for transformed values in the folded placement.
+  up to 24 for transformed values in the folded placement. Lane p of P (`tile_first` = p,
+  `tile_step` = P; hw/multi_lane.py) takes only the pixels of the tensor's tiles p, p + P, ...
 - `o`: `packed_word()` (hw/bit_packer.py): per tile its header word (`first`) and payload words,
-  `last` on the tile's final word, in container order.
+  `last` on the tile's final word, in container order (tile numbers p, p + P, ... for lane p).
 - `cfg`: the profile's configuration writes (golden.profile.config_writes), broadcast to every
   block; each keeps the regions it needs. The commit (global 7) starts a new tensor.
-- `error`: the transform's group-size check or the encoder's symbol check failed.
+- `error`: the transform's group-size check or the encoder's symbol check failed, or the
+  packer's tile buffer overflowed (the profile's tiles exceed `max_tile_words`).
 
 Throughput one value per clock sustained (every block is 1 value/clock and fully backpressured);
 the latency is the sum of the blocks' (the encoder's pixel lookahead dominates: one pixel).
@@ -60,7 +62,7 @@ class EncoderLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.framer = framer = Framer(self.in_width)
+        m.submodules.framer = framer = Framer(self.in_width, self.tile_first, self.tile_step)
         blocks = [framer]
         if self.transform:
             m.submodules.transform = transform = Transform(
@@ -81,11 +83,12 @@ class EncoderLane(wiring.Component):
             m.d.comb += [b.cfg.valid.eq(self.cfg.valid), b.cfg.payload.eq(self.cfg.payload)]
 
         wiring.connect(m, wiring.flipped(self.i), framer.i)
-        for a, b in zip(blocks, blocks[1:]):
+        for a, b in zip(blocks, blocks[1:], strict=False):
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, packer.o, wiring.flipped(self.o))
 
         errors = Signal()
-        m.d.comb += errors.eq(encoder.error | (transform.error if self.transform else 0))
+        m.d.comb += errors.eq(encoder.error | packer.error |
+                              (transform.error if self.transform else 0))
         m.d.comb += self.error.eq(errors)
         return m

@@ -7,10 +7,11 @@ Stream contract
   on every word, `last` on the tile's final word; a tile without payload bits is one word with
   `empty` set. Stream bit `b` of a tile is bit `b % 64` of its word `b // 64`.
 - `o`: `framed(q_width)` (hw/framing.py), one per component of every pixel, `comp` = 0..C-1,
-  `tile_last` on the last value of each tile. The decoder counts components, pixels in the tile
-  and pixels in the image itself (C, tile_pixels, image_pixels: global 0, 3, 8), so it knows the
-  short last tile of each image; the commit (global 7) restarts the counters, clears `status`
-  and flushes everything in flight.
+  `tile_last` on the last value of each tile. The decoder counts components and pixels in the
+  tile itself (C: global 0) and takes each tile's pixel count from hw/tile_walker.py (tile_pixels,
+  image_pixels: global 3, 8), so it knows the short last tile of each image; lane p of P
+  (`tile_first` = p, `tile_step` = P) decodes the tensor's tiles p, p + P, ... The commit
+  (global 7) restarts the counters, clears `status` and flushes everything in flight.
 - `cfg`: class map (region 2), class mode/zflag/bits/k/esc (region 3), the ESC code of each
   Huffman class (region 4, symbol 63), Huffman decoder tables (regions 5 and 6).
 - `status`: sticky error bits since the commit: `overrun` (a token ran past the tile's payload),
@@ -72,8 +73,6 @@ from hw.config import (
     CLASS_ZFLAG,
     GLOBAL_CHANNELS,
     GLOBAL_COMMIT,
-    GLOBAL_IMAGE_PIXELS,
-    GLOBAL_TILE_PIXELS,
     MODE_DROP,
     MODE_HUFFMAN,
     MODE_RAW,
@@ -89,13 +88,12 @@ from hw.config import (
     region,
 )
 from hw.framing import COMP_BITS, framed
+from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
 
 MAX_BITS = 16           # largest class `bits`
 MAX_TOKEN = 33          # flag + 16-bit ESC code + 16 bits, or flag + esc + bits <= 32
 HUFF_MAX_LEN = 16
 HUFF_SYMBOLS = 64
-TILE_PIXEL_BITS = 16
-IMAGE_PIXEL_BITS = 32
 WINDOW = MAX_TOKEN + 1  # the loop's window: a flag bit and the longest token
 # Word queue: q0 is dropped in the clock after the position passed its end, so the position
 # stays below 64 + MAX_TOKEN and a window, plus the 15 bits a code word may add, lies within
@@ -129,11 +127,12 @@ class VlcDecoder(wiring.Component):
 
     Parameters: `q_width` (width of the decoded values, at most 16; a class's `bits` must not
     exceed it), `max_channels` (largest C; sizes the class map), `max_classes` (classes the
-    parameter registers and Huffman tables hold; profiles have at most 16).
+    parameter registers and Huffman tables hold; profiles have at most 16), `tile_first`,
+    `tile_step` (the tiles of lane p of P: p, P).
     """
 
     def __init__(self, q_width: int = MAX_BITS, max_channels: int = 1 << COMP_BITS,
-                 max_classes: int = 16):
+                 max_classes: int = 16, tile_first: int = 0, tile_step: int = 1):
         if not 1 <= q_width <= MAX_BITS:
             raise ValueError(f"q_width must be in 1..{MAX_BITS}")
         if not 1 <= max_channels <= 1 << COMP_BITS:
@@ -143,6 +142,8 @@ class VlcDecoder(wiring.Component):
         self.q_width = q_width
         self.max_channels = max_channels
         self.max_classes = max_classes
+        self.tile_first = tile_first
+        self.tile_step = tile_step
         super().__init__({
             "cfg": In(config_signature()),
             "i": In(stream.Signature(payload_word())),
@@ -160,9 +161,9 @@ class VlcDecoder(wiring.Component):
         cfg_region, cfg_index, cfg_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
 
         channels = Signal(COMP_BITS + 1)
-        tile_pixels = Signal(TILE_PIXEL_BITS)
-        image_pixels = Signal(IMAGE_PIXEL_BITS)
         commit = Signal()
+        m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
+        m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
 
         mode = Array(Signal(2, name=f"mode{c}") for c in range(ncls))
         zflag = Array(Signal(name=f"zflag{c}") for c in range(ncls))
@@ -245,15 +246,8 @@ class VlcDecoder(wiring.Component):
                     with m.Switch(cfg_index):
                         with m.Case(GLOBAL_CHANNELS):
                             m.d.sync += channels.eq(cfg_data)
-                        with m.Case(GLOBAL_TILE_PIXELS):
-                            m.d.sync += tile_pixels.eq(cfg_data)
-                        with m.Case(GLOBAL_IMAGE_PIXELS):
-                            m.d.sync += image_pixels.eq(cfg_data)
                         with m.Case(GLOBAL_COMMIT):
                             m.d.comb += commit.eq(1)
-        configured = Signal()
-        with m.If(commit):
-            m.d.sync += configured.eq(1)
 
         # -- back end: D (field, symbol read) -> E (value) -> output register ----------------
         o_free = ~self.o.valid | self.o.ready
@@ -263,12 +257,14 @@ class VlcDecoder(wiring.Component):
         d_free = ~d_valid | e_free
 
         # -- S0: component counters ----------------------------------------------------------
+        # The tile's pixel count comes from the tile walker (which skips other lanes' tiles);
+        # the walker runs ahead, so S0 only waits for it right after a commit.
         comp = Signal(COMP_BITS)
         tile_pix = Signal(TILE_PIXEL_BITS)
-        image_pix = Signal(IMAGE_PIXEL_BITS)
+        have = Signal()                # the current tile's size is in `last_pix`
+        last_pix = Signal(TILE_PIXEL_BITS)
         pixel_last = comp == channels - 1
-        s0_tile_last = pixel_last & ((tile_pix == tile_pixels - 1) |
-                                     (image_pix == image_pixels - 1))
+        s0_tile_last = pixel_last & (tile_pix == last_pix)
 
         a_valid = Signal()
         a_comp = Signal(COMP_BITS)
@@ -281,7 +277,7 @@ class VlcDecoder(wiring.Component):
         b_free = ~b_valid | c_free
         a_move = a_valid & b_free
         a_free = ~a_valid | b_free
-        s0_move = configured & a_free
+        s0_move = have & a_free
 
         m.d.comb += [cm_rd.addr.eq(comp), cm_rd.en.eq(s0_move)]
         with m.If(a_free):
@@ -289,11 +285,12 @@ class VlcDecoder(wiring.Component):
         with m.If(s0_move):
             m.d.sync += [a_comp.eq(comp), a_tile_last.eq(s0_tile_last), comp.eq(comp + 1)]
             with m.If(pixel_last):
-                m.d.sync += [comp.eq(0), tile_pix.eq(tile_pix + 1), image_pix.eq(image_pix + 1)]
-                with m.If(s0_tile_last):
-                    m.d.sync += tile_pix.eq(0)
-                with m.If(image_pix == image_pixels - 1):
-                    m.d.sync += image_pix.eq(0)
+                m.d.sync += [comp.eq(0), tile_pix.eq(tile_pix + 1)]
+            with m.If(s0_tile_last):
+                m.d.sync += [tile_pix.eq(0), have.eq(0)]
+        m.d.comb += walker.o.ready.eq(~have | (s0_move & s0_tile_last))
+        with m.If(walker.o.valid & walker.o.ready):
+            m.d.sync += [have.eq(1), last_pix.eq(walker.o.payload - 1)]
 
         # -- A: the class is known (class map read); whether the component carries the flag --
         a_cls = cm_rd.data
@@ -640,7 +637,7 @@ class VlcDecoder(wiring.Component):
         # The commit starts a new tensor: counters from zero, nothing in flight, status clear.
         with m.If(commit):
             m.d.sync += [
-                comp.eq(0), tile_pix.eq(0), image_pix.eq(0),
+                comp.eq(0), tile_pix.eq(0), have.eq(0),
                 a_valid.eq(0), b_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
                 self.o.valid.eq(0),
                 level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
