@@ -17,7 +17,9 @@ Throughput one value per clock; latency 7 clocks. Stages: class map read, class 
 parameter read, multiply (and decode the rounding constant), round, shift, clamp. Every block RAM
 output is registered before it feeds logic. A stage takes a new value when it is empty or its
 value moves on, so payload and valid hold while `o.ready` is low, bubbles close up under
-back-pressure, and `i.ready` is combinational from `o.ready` through one OR per stage.
+back-pressure. The input passes a one-value skid register, so `i.ready` is a flip-flop (no
+combinational path from `o.ready` to `i.ready`); the skid fills only while stage 1 stalls and
+drains before the port is read again.
 
 The shift field holds 0..63. Every shift above `w` (the product width) gives 0 exactly as
 `round_shift` does (for |p| < 2^(w-1) and s > w, p + 2^(s-1) lies in [0, 2^s)), so the shift is
@@ -82,12 +84,26 @@ class _ScaleStage(wiring.Component):
 
         # Stage k takes a new value when it is empty or its value moves on (en[k + 1]), so
         # bubbles close up under back-pressure; en[STAGES] is the output register's.
-        v = [self.i.valid] + [Signal(name=f"v{k}") for k in range(1, STAGES)]
+        # The input goes through a skid register, so `i.ready` is a flip-flop: the upstream
+        # block (the VLC decoder's token loop, behind the dequantizer) does not wait for the
+        # ready chain of these stages within its own clock. `inp` is the skid's value while it
+        # holds one, else the input port.
+        skid_v = Signal()
+        skid = Signal.like(self.i.payload)
+        inp = Signal.like(self.i.payload)
+        m.d.comb += [self.i.ready.eq(~skid_v),
+                     inp.eq(Mux(skid_v, skid, self.i.payload))]
+        v = [Signal(name="v0")] + [Signal(name=f"v{k}") for k in range(1, STAGES)]
         en = [None] + [Signal(name=f"en{k}") for k in range(1, STAGES + 1)]
-        m.d.comb += en[STAGES].eq(~self.o.valid | self.o.ready)
+        m.d.comb += [v[0].eq(skid_v | self.i.valid),
+                     en[STAGES].eq(~self.o.valid | self.o.ready)]
         for k in range(STAGES - 1, 0, -1):
             m.d.comb += en[k].eq(~v[k] | en[k + 1])
-        m.d.comb += self.i.ready.eq(en[1])
+        # A value taken while stage 1 does not move waits in the skid; the skid drains first.
+        with m.If(en[1]):
+            m.d.sync += skid_v.eq(0)
+        with m.Elif(self.i.valid & ~skid_v):
+            m.d.sync += [skid_v.eq(1), skid.eq(self.i.payload)]
 
         def stage(k, **values):
             """Registers of stage k, loaded whenever the stage takes a value; `v[k]` follows."""
@@ -111,9 +127,8 @@ class _ScaleStage(wiring.Component):
                      & (cfg_index < self.max_channels)),
         ]
         class_read = class_map.read_port()
-        m.d.comb += [class_read.addr.eq(self.i.payload.comp), class_read.en.eq(en[1])]
-        s1 = stage(1, y=self.i.payload.data, comp=self.i.payload.comp,
-                   tl=self.i.payload.tile_last)
+        m.d.comb += [class_read.addr.eq(inp.comp), class_read.en.eq(en[1])]
+        s1 = stage(1, y=inp.data, comp=inp.comp, tl=inp.tile_last)
         s2 = stage(2, y=s1["y"], comp=s1["comp"], tl=s1["tl"], cls=class_read.data)
 
         params = {}
