@@ -290,18 +290,23 @@ def tool_options(family: str, seed: int, name: str, allow_timing_fail: bool = Fa
 
 # -- bitstream -----------------------------------------------------------------------------------
 
-def build_bitstream(board_name: str, design: str = "codec", link: str = "usb",
+def build_bitstream(board_name: str, design: str | None = None, link: str = "usb",
                     seed: int = DEFAULT_SEED, lanes_kwargs: dict | None = None,
                     build_root: Path = BUILD, log=print) -> dict:
     """Build the board top for one board; returns a summary dict (also printed).
 
     Products go to `build_root`/boards/<board>/<design>/, the bitstream is copied to
-    `build_root`/bitstreams/<board>-<design>.<bin|bit>.
+    `build_root`/bitstreams/<board>-<design>.<bin|bit>. `design` None: the board's default
+    (its constraints file's DESIGN, else "codec").
     """
     from hw.board_top import BoardTop, LanesMissing, codec_lanes, make_core
 
     board = load_board(board_name)
     family = board_family(board)
+    if design is None:
+        design = getattr(board, "DESIGN", "codec")
+        if design != "codec":
+            log(f"{board_name}: default design {design!r}: {getattr(board, 'DESIGN_WHY', '')}")
     try:
         setup_tools(family)
     except BuildError as e:
@@ -537,7 +542,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("bitstream", help="build a board's bitstream")
     p.add_argument("--board", default=DEFAULT_BOARD, help=f"default {DEFAULT_BOARD}")
-    p.add_argument("--design", default="codec", choices=("codec", "link", "loopback"))
+    p.add_argument("--design", default=None, choices=("codec", "link", "loopback"),
+                   help="default: the board's (codec, or what fits the device)")
     p.add_argument("--link", default="usb", help="host-link pins: usb (default) or pmod")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
 

@@ -179,24 +179,46 @@ def _block_builds(device: str) -> list[tuple[dict, Callable]]:
     return builds
 
 
+# (N, lanes) of the lane builds. N = 16 with 2 lanes is left out: it is about twice the N = 16
+# lane and the slowest place-and-route of all, and says nothing the other three do not.
+LANE_CONFIGS = ((8, 1), (16, 1), (8, 2))
+
+
+def multi_lane_exists() -> bool:
+    return importlib.util.find_spec("hw.multi_lane") is not None
+
+
 def _lane_builds(device: str) -> tuple[list[tuple[dict, Callable]], list[str]]:
-    """Encoder + decoder lane pairs (hw/encoder_lane.py, hw/decoder_lane.py), int8, B = 8.
+    """Encoder + decoder lanes (hw/encoder_lane.py, hw/decoder_lane.py; 2 lanes through
+    hw/multi_lane.py), int8 in.
 
     The coder is not a build option: every lane holds all modes (drop, raw, Rice/Exp-Golomb,
     Huffman up to L = 16) and the profile picks one per class at run time, so one build serves
-    the Huffman and the Golomb configurations alike.
+    the Huffman and the Golomb configurations alike. The lanes are built for quantized widths up
+    to 16 bits (B = 8 is a run-time choice too).
     """
     from hw.board_top import codec_lanes
 
     C, W = MAX_CHANNELS[device], MAX_TILE_WORDS[device]
-    builds = []
-    for n in (8, 16):
-        cfg = {"unit": "enc+dec lane", "N": n, "lanes": 1, "coders": "huffman+golomb (run time)",
-               "max_bits": 16, "L": 16, "word_bits": 64, "max_channels": C,
-               "max_tile_words": W}
-        pair = codec_lanes(dtype="int8", group=n, max_channels=C, max_tile_words=W)
-        builds.append((cfg, lambda pair=pair: [pair.encoder(), pair.decoder()]))
-    why = ["2 lanes: no multi-lane variant in hw/ yet (issue 3)"]
+    builds, why = [], []
+    for n, lanes in LANE_CONFIGS:
+        cfg = {"unit": "enc+dec lane", "N": n, "lanes": lanes,
+               "coders": "huffman+golomb (run time)", "max_bits": 16, "L": 16, "word_bits": 64,
+               "max_channels": C, "max_tile_words": W}
+        if lanes == 1:
+            pair = codec_lanes(dtype="int8", group=n, max_channels=C, max_tile_words=W)
+            builds.append((cfg, lambda pair=pair: [pair.encoder(), pair.decoder()]))
+        elif multi_lane_exists():
+            def make(n=n, lanes=lanes):
+                from hw.multi_lane import DecoderLanes, EncoderLanes
+
+                return [EncoderLanes(lanes, in_width=8, group=n, max_channels=C,
+                                     max_tile_words=W),
+                        DecoderLanes(lanes, max_tile_words=W, dtype="int8", group=n,
+                                     max_channels=C)]
+            builds.append((cfg, make))
+        else:
+            why.append(f"N={n}, {lanes} lanes: hw/multi_lane.py does not exist yet")
     return builds, why
 
 
