@@ -2,3 +2,10 @@
 
 Needs the optional ``torch`` dependency (CPU build); nothing else in fmcodec imports this package.
 """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fmcodec.eval`` / ``fmcodec eval``: see ``fmcodec.eval.evaluate``."""
+    from .evaluate import main as _main
+
+    return _main(argv)
