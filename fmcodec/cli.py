@@ -302,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from golden.profile import ProfileError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:
+        # argparse.REMAINDER does not take arguments that start with "--" (such as --quick),
+        # so `fmcodec eval ...` hands everything after "eval" to the evaluation's own parser.
+        from fmcodec.eval import main as eval_main
+
+        return eval_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         container_error: type[Exception] = ProfileError

@@ -51,16 +51,12 @@ MODELS = (DDR3, LPDDR4)
 def consumers(names: list[str]) -> dict[str, int]:
     """Reads per inference of each boundary tensor, for the ResNet-18 boundary names in forward
     order (``activations.boundary_names``)."""
-    out = {}
-    last_block_output = [n for n in names if n == "conv1" or n.endswith(".conv2")][-1]
-    for n in names:
-        if n == "conv1" or n.endswith(".conv2"):
-            out[n] = 1 if n == last_block_output else 2
-        elif n.endswith(".conv1") or n.endswith(".downsample"):
-            out[n] = 1
-        else:
-            raise ValueError(f"not a ResNet-18 boundary name: {n!r}")
-    return out
+    kinds = (".conv1", ".conv2", ".downsample")
+    bad = [n for n in names if not (n == "conv1" or n.endswith(kinds))]
+    if bad or not names:
+        raise ValueError(f"not ResNet-18 boundary names: {bad or names!r}")
+    outputs = [n for n in names if n == "conv1" or n.endswith(".conv2")]
+    return {n: (1 if n == outputs[-1] else 2) if n in outputs else 1 for n in names}
 
 
 def traffic_bits(bits: dict[str, float], reads: dict[str, int]) -> tuple[float, float]:

@@ -87,12 +87,12 @@ def sweep(quick: bool) -> list[Point]:
         pts += [Point("pca", FULL, b, "pooled-huffman") for b in (6, 7)]
         curve_b, curve_t = CURVE_BITS, ("pca",)
     else:
-        pts = [Point("identity", 8, b) for b in (6, 8)]
-        pts += [Point(t, 8, b) for t in ("dct", "wht") for b in (6, 7)]
+        pts = [Point("identity", 8, 8)]
+        pts += [Point(t, 8, 6) for t in ("dct", "wht")]
         pts += [Point("pca", 8, b) for b in (5, 6, 7)]
         pts += [Point("pca", FULL, b) for b in (6, 7, 8)]
         pts += [Point("pca", FULL, b, "pooled-huffman") for b in (6, 7, 8)]
-        curve_b, curve_t = CURVE_BITS, ("pca", "dct", "wht")
+        curve_b, curve_t = CURVE_BITS, ("pca",)
     have = {(p.transform, p.group, p.bits, p.coder) for p in pts}
     for t in curve_t:
         for n in (8, 16, 32, 64, FULL):
@@ -101,7 +101,34 @@ def sweep(quick: bool) -> list[Point]:
     return pts
 
 
-def profile_images(shape, budget: int = 2048) -> int:
+def parse_point(spec: str) -> Point:
+    """``TRANSFORM:N:B[:CODER]`` (N a number or C) -> Point, e.g. ``pca:8:6``,
+    ``pca:C:7:pooled-huffman``."""
+    from golden.calibrate import CODERS
+    from golden.profile import TRANSFORMS
+
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise EvalError(f"--points {spec!r}: expected TRANSFORM:N:B[:CODER], e.g. pca:8:6")
+    t, n, b = parts[:3]
+    coder = parts[3] if len(parts) == 4 else "auto"
+    if t not in TRANSFORMS:
+        raise EvalError(f"--points {spec!r}: transform must be one of {', '.join(TRANSFORMS)}")
+    if coder not in CODERS:
+        raise EvalError(f"--points {spec!r}: coder must be one of {', '.join(CODERS)}")
+    try:
+        group = FULL if n.upper() == "C" else int(n)
+        bits = int(b)
+    except ValueError:
+        raise EvalError(f"--points {spec!r}: N and B must be numbers (N may be C)") from None
+    if group < 0 or group == 0 and n.upper() != "C" or not 2 <= bits <= 16:
+        raise EvalError(f"--points {spec!r}: N must be positive (or C), B in 2..16")
+    if t == "wht" and group != FULL and group & (group - 1):
+        raise EvalError(f"--points {spec!r}: WHT needs a power-of-two N")
+    return Point(t, group, bits, coder)
+
+
+def profile_images(shape, budget: int = 1024) -> int:
     """Calibration images for a layer's profile: enough for ``budget`` pixels and for at least
     C pixels (a full-rank covariance for PCA over all channels)."""
     c, h, w = shape[-3:]
@@ -218,7 +245,7 @@ def evaluate(args, log=None) -> dict:
     x_prof = x_cal[:args.profile_images]
     names = activations.boundary_names(model)
     reads = energy.consumers(names)
-    points = sweep(args.quick)
+    points = [parse_point(p) for p in args.points] if args.points else sweep(args.quick)
     if args.placements:
         placements = args.placements
     else:
@@ -524,13 +551,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--images", type=int, help="held-out images for top-1 (default: all "
                     "360 digits; 500 for --imagenet; 120 with --quick)")
     ap.add_argument("--code-images", type=int,
-                    help="held-out images whose tensors are coded for bits/value (default 8, "
+                    help="held-out images whose tensors are coded for bits/value (default 4, "
                          "2 with --quick)")
     ap.add_argument("--calib-images", type=int,
                     help="images that calibrate the int8 scales (default 512 digits training "
                          "images; 64 folder images with --imagenet)")
     ap.add_argument("--profile-images", type=int, default=128,
                     help="of those, at most this many calibrate the codec profiles")
+    ap.add_argument("--points", nargs="+", metavar="T:N:B[:CODER]",
+                    help="operating points instead of the default sweep, e.g. pca:8:6 "
+                         "pca:C:7:pooled-huffman identity:8:8")
     ap.add_argument("--placements", nargs="+", choices=("pre", "post"),
                     help="default: both")
     ap.add_argument("--weights", help="torchvision ResNet-18 ImageNet state_dict (.pth)")
@@ -554,10 +584,13 @@ def _check_args(args) -> None:
         v = getattr(args, opt)
         if v is not None and v < 1:
             raise EvalError(f"--{opt.replace('_', '-')} must be at least 1, got {v}")
+    if args.points:
+        for p in args.points:
+            parse_point(p)
     if args.images is None:
         args.images = 120 if args.quick else (500 if args.imagenet else None)
     if args.code_images is None:
-        args.code_images = 2 if args.quick else 8
+        args.code_images = 2 if args.quick else 4
     if args.calib_images is None:
         args.calib_images = 64 if args.imagenet else 512
     if args.resize is None:

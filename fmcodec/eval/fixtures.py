@@ -1,6 +1,8 @@
 """Real int8 ResNet-18 feature maps for the golden-model and hardware tests.
 
-    python -m fmcodec.eval.fixtures          # writes tests/fixtures/featuremaps.npz
+    python -m fmcodec.eval.fixtures          # writes tests/fixtures/featuremaps.npz and
+                                             # tests/fixtures/profiles/*.json
+    python -m fmcodec.eval.fixtures --profiles-only    # only the profiles, from the .npz
 
 Trains the digits network first if ``build/cache/resnet18_digits.pt`` is missing (see
 ``fmcodec.eval.train``), calibrates per-boundary int8 scales on the first ``CALIBRATION_IMAGES``
@@ -53,6 +55,36 @@ PLACEMENTS = ("pre", "post")
 IMAGES = 4
 CALIBRATION_IMAGES = 512
 CALIBRATION = {"method": "percentile", "percentile": 99.99}
+
+
+PROFILES = FIXTURE.parent / "profiles"
+# The calibration the hardware tests and `make sim` use: PCA, N = 8, B = 8, automatic coder,
+# one tile per image row, calibrated on all images of the fixture tensor; ReLU on decode for
+# the non-negative post tensors.
+PROFILE_RECIPE = {"transform": "pca", "group": 8, "bits": 8, "coder": "auto"}
+
+
+def write_profiles(npz: Path | str = FIXTURE, out: Path | str = PROFILES) -> list[Path]:
+    """A calibrated profile next to every fixture tensor: ``<out>/<layer>.<placement>.json``.
+
+    Needs only NumPy and the golden model (no torch)."""
+    from golden.calibrate import calibrate
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_featuremaps(npz)
+    paths = []
+    for key, x in data.items():
+        if not (isinstance(x, np.ndarray) and x.dtype == np.int8 and x.ndim == 4):
+            continue
+        relu = key.endswith(".post") and not key.endswith("downsample.post")
+        prof = calibrate(x, relu=relu, **PROFILE_RECIPE)
+        path = out / f"{key}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(prof.to_json())
+        tmp.replace(path)
+        paths.append(path)
+    return paths
 
 
 def load_featuremaps(path: Path | str = FIXTURE) -> dict[str, np.ndarray]:
@@ -134,8 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fmcodec.eval.fixtures", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-o", "--output", default=str(FIXTURE), help="default: %(default)s")
+    ap.add_argument("--profiles", default=str(PROFILES),
+                    help="folder for the calibrated profiles (default: %(default)s)")
+    ap.add_argument("--profiles-only", action="store_true",
+                    help="only (re)write the profiles from the existing .npz (no torch needed)")
     args = ap.parse_args(argv)
+    if args.profiles_only:
+        paths = write_profiles(args.output, args.profiles)
+        print(f"{len(paths)} profiles in {args.profiles}: "
+              f"{sum(p.stat().st_size for p in paths)} bytes")
+        return 0
     arrays = generate(args.output)
+    write_profiles(args.output, args.profiles)
     for key, a in arrays.items():
         if a.dtype == np.int8:
             print(f"{key:28s} {str(a.shape):20s} zeros {np.mean(a == 0):6.1%}  "
