@@ -161,25 +161,12 @@ def read_step(name, x, profile, base, *, image=0, tile=0, count=None, expect=Non
 
 def run_steps(design, steps: list[tuple[dict, dict]], name: str | None = None, seed=None):
     """Run the steps on one simulation; return (outputs per step, the run's SimResult)."""
-    import os
-
     from sim.runner import run_cocotb
 
     params = {"steps": [s for s, _ in steps]}
     data = {f"s{k}_{key}": v for k, (_, d) in enumerate(steps) for key, v in d.items()}
-    # The shared object cache (sim/_objcache.py) links Verilator runtime objects compiled for
-    # another design (the key misses the model's precompiled header); this design's model then
-    # crashes in VPI at start. Build it without the cache (a define keeps its model apart).
-    old = os.environ.get("OBJCACHE")
-    os.environ["OBJCACHE"] = " "
-    try:
-        res = run_cocotb(design, "sim.tb_fm_codec", testcase="fm_codec", name=name, data=data,
-                         params=params, seed=seed, build_args=["-DFMCODEC_NO_OBJCACHE=1"])
-    finally:
-        if old is None:
-            del os.environ["OBJCACHE"]
-        else:
-            os.environ["OBJCACHE"] = old
+    res = run_cocotb(design, "sim.tb_fm_codec", testcase="fm_codec", name=name, data=data,
+                     params=params, seed=seed)
     out = res.outputs
     per = []
     for k in range(len(steps)):

@@ -260,3 +260,23 @@ def test_fpga_tool_runs(tool):
     assert out.returncode == 0, out.stderr
     name = "Yosys" if "yosys" in tool else "nextpnr"
     assert name in out.stdout + out.stderr
+
+
+def test_objcache_never_shares_objects_of_a_model(tmp_path, monkeypatch):
+    """sim/_objcache.py: an object whose dependencies name a file of the model folder (cocotb's
+    verilator.cpp includes Vtop.h) is neither stored nor, if an older cache holds it, used."""
+    from sim import _objcache
+
+    monkeypatch.chdir(tmp_path)
+    runtime = tmp_path / "runtime.d"
+    runtime.write_text("verilated.o: /opt/verilator/include/verilated.cpp \\\n"
+                       " /opt/verilator/include/verilated.h\n")
+    model = tmp_path / "model.d"
+    model.write_text("verilator.o: /opt/cocotb/verilator.cpp \\\n Vtop.h \\\n"
+                     " /opt/verilator/include/verilated.h\n")
+    inside = tmp_path / "inside.d"
+    inside.write_text(f"x.o: /opt/x.cpp {tmp_path / 'Vtop__Syms.h'}\n")
+    assert not _objcache._local_deps(runtime)
+    assert _objcache._local_deps(model)
+    assert _objcache._local_deps(inside)
+    assert _objcache._local_deps(tmp_path / "missing.d")
