@@ -48,3 +48,15 @@ def test_missing_tool_is_named(monkeypatch):
     monkeypatch.setenv("NEXTPNR_ICE40", "/nonexistent/nextpnr-ice40")
     with pytest.raises(BuildError, match="NEXTPNR_ICE40=/nonexistent/nextpnr-ice40"):
         setup_tools("ice40")
+
+
+def test_every_board_names_its_default_design():
+    from hw.board_top import DESIGNS
+    from hw.build import boards
+
+    for name in boards():
+        board = load_board(name)
+        assert getattr(board, "DESIGN", "codec") in DESIGNS, name
+        for attr in ("PLATFORM", "BITSTREAM", "BAUD", "LINKS", "VALUE_DEPTH", "WORD_DEPTH",
+                     "MAX_CHANNELS", "MAX_TILE_WORDS"):
+            assert hasattr(board, attr), f"{name}: {attr}"
