@@ -494,9 +494,10 @@ def build_report(devices=("ice40", "ecp5"), jobs: int = 1, seed: int = DEFAULT_S
             i = futures[fut]
             try:
                 records[i] = fut.result()
-            except BuildError as e:
-                failures.append(f"{builds[i].label}: {e}")
-                log(f"report: FAILED {builds[i].label}")
+            except Exception as e:     # one failed build must not lose the others' records
+                what = str(e) if isinstance(e, BuildError) else f"{type(e).__name__}: {e}"
+                failures.append(f"{builds[i].label}: {what}")
+                log(f"report: FAILED {builds[i].label}: {what.splitlines()[0]}")
             log(f"report: {n}/{len(builds)} done ({time.monotonic() - t0:.0f} s)")
     done = [r for r in records if r is not None]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -73,17 +73,28 @@ def platform(device: str):
 
 def port_values(component: wiring.Component) -> tuple[list, list]:
     """(inputs, outputs): (path, signal) of every port of `component`, by flow; constants (an
-    always-ready stream's ready, an always-valid one's valid) left out."""
+    always-ready stream's ready, an always-valid one's valid) left out. Arrays of interfaces
+    (`.array(n)` members: a list on the component) are walked element by element."""
     inputs, outputs = [], []
-    for path, member in component.signature.members.flatten():
-        if not member.is_port:
-            continue
-        value = component
-        for part in path:
-            value = value[part] if isinstance(part, int) else getattr(value, part)
-        if isinstance(value, Const):
-            continue
-        (inputs if member.flow == wiring.In else outputs).append((path, value))
+
+    def elements(value, dims, path):
+        if not dims:
+            yield path, value
+            return
+        for k in range(dims[0]):
+            yield from elements(value[k], dims[1:], path + (k,))
+
+    # A member's `signature` is already flipped for an `In` member, so its ports' flows are
+    # the component's view.
+    def walk(obj, members, path):
+        for name, member in members.items():
+            for p, value in elements(getattr(obj, name), member.dimensions, path + (name,)):
+                if not member.is_port:
+                    walk(value, member.signature.members, p)
+                elif not isinstance(value, Const):
+                    (inputs if member.flow == wiring.In else outputs).append((p, value))
+
+    walk(component, component.signature.members, ())
     return inputs, outputs
 
 
