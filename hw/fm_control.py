@@ -100,6 +100,7 @@ class FeatureMapControl(wiring.Component):
         errs = Signal(control_errors())
         op_read = Signal()
         wr_cycles, rd_cycles = Signal(32), Signal(32)
+        wr_ran, rd_ran = Signal(), Signal()     # the last job of that kind reached the datapath
 
         # -- what the configuration stream says (snooped as it passes) -------------------------
         cfg_c, cfg_tp, cfg_layout, cfg_hw, cfg_bpp = (Signal(32) for _ in range(5))
@@ -152,8 +153,10 @@ class FeatureMapControl(wiring.Component):
         ws, rs = self.wr_status, self.rd_status
         status = Cat(busy, done, errs.as_value().any(), Signal(5), errs)
         readable = {
-            "STATUS": status, "RAW_BYTES": ws.values * self.raw_bytes_per_value,
-            "WR_BYTES": ws.words << 3, "RD_BYTES": rs.words << 3, "RD_VALUES": rs.values,
+            "STATUS": status,
+            "RAW_BYTES": Mux(wr_ran, ws.values * self.raw_bytes_per_value, 0),
+            "WR_BYTES": Mux(wr_ran, ws.words << 3, 0),
+            "RD_BYTES": Mux(rd_ran, rs.words << 3, 0), "RD_VALUES": Mux(rd_ran, rs.values, 0),
             "WR_CYCLES": wr_cycles, "RD_CYCLES": rd_cycles, "N_TILES": n_tiles,
             "REGION_BYTES": region_words << 3, "LANE_STATUS": rs.lane,
             "TILES_PER_IMAGE": tpi, **regs,
@@ -181,6 +184,8 @@ class FeatureMapControl(wiring.Component):
             self.wr_cmd.payload.table_words.eq(table_words),
             self.wr_cmd.payload.region_words.eq(region_words),
             self.wr_cmd.payload.n_values.eq(n_values),
+            self.wr_cmd.payload.image_pixels.eq(image_px),
+            self.wr_cmd.payload.raw_bpp.eq(cfg_bpp),
             self.rd_cmd.payload.base.eq(regs["RD_BASE"]),
             self.rd_cmd.payload.compacted.eq(regs["LAYOUT"][0]),
             self.rd_cmd.payload.slot_words.eq(slot),
@@ -197,9 +202,9 @@ class FeatureMapControl(wiring.Component):
                 with m.If(start_w | start_r):
                     m.d.sync += [busy.eq(1), done.eq(0), errs.eq(0), op_read.eq(start_r)]
                     with m.If(start_w):
-                        m.d.sync += wr_cycles.eq(0)
+                        m.d.sync += [wr_cycles.eq(0), wr_ran.eq(0)]
                     with m.Else():
-                        m.d.sync += rd_cycles.eq(0)
+                        m.d.sync += [rd_cycles.eq(0), rd_ran.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 bad = Signal(control_errors())
@@ -211,7 +216,11 @@ class FeatureMapControl(wiring.Component):
                     bad.align.eq(base[:3] != 0),
                 ]
                 m.d.sync += [image_px.eq(H * W), dvd.eq(H * W), rem.eq(0), quo.eq(0), step.eq(0)]
-                with m.If(bad.as_value().any()):
+                with m.If(~committed):
+                    # nothing else can be judged against a profile that is not there
+                    m.d.sync += [errs.uncommitted.eq(1), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(bad.as_value().any()):
                     m.d.sync += [errs.eq(bad), busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
@@ -256,6 +265,10 @@ class FeatureMapControl(wiring.Component):
                 cmd = Mux(op_read, self.rd_cmd.ready, self.wr_cmd.ready)
                 m.d.comb += [self.wr_cmd.valid.eq(~op_read), self.rd_cmd.valid.eq(op_read)]
                 with m.If(cmd):
+                    with m.If(op_read):
+                        m.d.sync += rd_ran.eq(1)
+                    with m.Else():
+                        m.d.sync += wr_ran.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~op_read & ~ws.busy):

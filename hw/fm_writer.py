@@ -7,7 +7,10 @@ Stream contract
 ---------------
 - `cmd`: one `write_job()` per tensor (from hw/fm_control.py): DRAM base (8-byte aligned),
   layout, tile count, slot words, index-table words, region words (the bytes the job may touch,
-  from `base`), value count. Taken only while idle.
+  from `base`), value count, and H*W and raw bits per pixel for the lane restart: at each
+  start the writer sends the lane(s) global 8 (pixels per image) and global 7 (the commit), so
+  every tensor's tiles are numbered from 0 without reprogramming the profile. Taken only while
+  idle.
 - `i`: the conv engine's values (one signed value per beat, channel order, pixels in raster
   order), `lanes` streams for P > 1 (hw/multi_lane.py: stream p carries tiles p, p+P, ...).
   Exactly the job's value count is taken; `i.ready` is low otherwise.
@@ -39,7 +42,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hw.axi import RESP_OKAY, axi4_write_signature, full_beat_defaults
-from hw.config import config_signature
+from hw.config import GLOBAL_COMMIT, GLOBAL_IMAGE_PIXELS, REGION_GLOBAL, config_signature
 from hw.encoder_lane import EncoderLane
 
 LEN_BITS = 20
@@ -54,6 +57,8 @@ def write_job(addr_width: int = 32) -> data.StructLayout:
         "table_words": 32,
         "region_words": 32,
         "n_values": 32,
+        "image_pixels": 32,     # H*W: the encoder lane's restart (see `cmd` above)
+        "raw_bpp": 32,          # raw bits per pixel (the profile's global 7)
     })
 
 
@@ -107,10 +112,25 @@ class FeatureMapWriter(wiring.Component):
         m = Module()
         aw = self.addr_width
         m.submodules.lane = lane = _encoder_lanes(self.lanes, self.lane_kwargs)
-        m.d.comb += [lane.cfg.valid.eq(self.cfg.valid), lane.cfg.payload.eq(self.cfg.payload)]
-
         job = Signal(write_job(aw))
         busy = Signal()
+
+        # -- lane configuration: the host's writes, or the restart at a job's start ------------
+        seek = Signal(2)    # 1: image pixels, 2: commit (the lane is empty: the last job ended)
+        with m.Switch(seek):
+            with m.Case(1):
+                m.d.comb += [lane.cfg.valid.eq(1),
+                             lane.cfg.payload.addr.eq(REGION_GLOBAL << 16 | GLOBAL_IMAGE_PIXELS),
+                             lane.cfg.payload.data.eq(job.image_pixels)]
+                m.d.sync += seek.eq(2)
+            with m.Case(2):
+                m.d.comb += [lane.cfg.valid.eq(1),
+                             lane.cfg.payload.addr.eq(REGION_GLOBAL << 16 | GLOBAL_COMMIT),
+                             lane.cfg.payload.data.eq(job.raw_bpp)]
+                m.d.sync += seek.eq(0)
+            with m.Default():
+                m.d.comb += [lane.cfg.valid.eq(self.cfg.valid),
+                             lane.cfg.payload.eq(self.cfg.payload)]
         err = Signal(writer_errors())
         m.d.comb += [self.cmd.ready.eq(~busy), self.status.busy.eq(busy),
                      self.status.error.eq(err)]
@@ -118,7 +138,7 @@ class FeatureMapWriter(wiring.Component):
 
         # -- gate: exactly the job's values enter the lane(s) ---------------------------------
         values = Signal(32)
-        gate_open = busy & (values != job.n_values)
+        gate_open = busy & (seek == 0) & (values != job.n_values)
         ins = [self.i] if self.lanes == 1 else list(self.i)
         outs = [lane.i] if self.lanes == 1 else list(lane.i)
         taken = []
@@ -245,12 +265,12 @@ class FeatureMapWriter(wiring.Component):
         m.d.comb += self.status.words.eq(written)
 
         # -- job start and end ----------------------------------------------------------------
-        finished = ((tiles >= job.n_tiles) & ~in_tile & ~dropping & ~table_pend & (bbeats == 0)
+        finished = ((seek == 0) & (tiles >= job.n_tiles) & ~in_tile & ~dropping & ~table_pend & (bbeats == 0)
                     & ~wfifo.r_rdy & ~bfifo.r_rdy & (outstanding == 0) & ~aw_go)
         with m.If(start):
             m.d.sync += [job.eq(self.cmd.payload), busy.eq(1), err.eq(0), values.eq(0),
                          tiles.eq(0), left.eq(0), dropping.eq(0), bbeats.eq(0),
-                         table_pend.eq(0), written.eq(0),
+                         table_pend.eq(0), written.eq(0), seek.eq(1),
                          slot_addr.eq(self.cmd.payload.base),
                          next_off.eq(self.cmd.payload.table_words)]
         with m.Elif(busy & finished):

@@ -92,6 +92,15 @@ def golden_dump(enc, profile, base: int) -> np.ndarray:
     return out
 
 
+def preload_dump(words, x, profile, base: int) -> np.ndarray:
+    """The RAM bytes a read step dumps after `words` were preloaded at `base` (FILL around)."""
+    size = _region(x, profile)
+    out = np.full(size + 2 * GUARD, FILL, dtype=np.uint8)
+    raw = np.asarray(words, dtype=np.uint64).astype("<u8").view(np.uint8)
+    out[GUARD: GUARD + raw.size] = raw
+    return out
+
+
 def golden_values(x, profile, enc, first: int = 0, count: int | None = None) -> np.ndarray:
     """The golden reconstruction of tiles [first, first + count) as the reader delivers it."""
     from golden import codec
@@ -106,8 +115,10 @@ def golden_values(x, profile, enc, first: int = 0, count: int | None = None) -> 
 
 
 def write_step(name, x, profile, base, *, program=True, layout=None, shape=None, stall=False,
-               send=True, valid_prob=1.0) -> tuple[dict, dict]:
-    """(params, data) of a write job of tensor x (N, C, H, W) at `base`."""
+               send=True, valid_prob=1.0, dump=True) -> tuple[dict, dict]:
+    """(params, data) of a write job of tensor x (N, C, H, W) at `base`. `shape` overrides the
+    shape registers (a bad configuration), `send=False` sends no values (a job that must fail
+    at its start), `dump=False` for a base outside the simulated RAM."""
     from golden.profile import config_writes
     from golden.transform import to_pixels
 
@@ -115,9 +126,11 @@ def write_step(name, x, profile, base, *, program=True, layout=None, shape=None,
     step = {"name": name, "kind": "write", "base": base, "shape": [n, c, h, w],
             "layout": int(profile.layout == "compacted") if layout is None else layout,
             "program": program, "stall": stall, "send": send, "valid_prob": valid_prob,
-            "ready_prob": 1.0, "dump": [base - GUARD, base + GUARD + _region(x, profile)]}
+            "ready_prob": 1.0,
+            "dump": [base - GUARD, base + GUARD + _region(x, profile)] if dump else None}
     data = {"values": to_pixels(x).reshape(-1) if send else np.zeros(0, dtype=np.int64),
-            "writes": config_writes(profile, image_pixels=h * w).astype(np.int64)}
+            "writes": config_writes(profile, image_pixels=x.shape[2] * x.shape[3])
+            .astype(np.int64)}
     return step, data
 
 
@@ -132,7 +145,7 @@ def _region(x, profile) -> int:
 
 def read_step(name, x, profile, base, *, image=0, tile=0, count=None, expect=None,
               program=False, stall=False, ready_prob=1.0, preload=None, layout=None,
-              shape=None) -> tuple[dict, dict]:
+              shape=None, dump=True) -> tuple[dict, dict]:
     """(params, data) of a read job of tiles (image, tile .. tile + count) of x's container at
     `base`; `expect` values must arrive (default: the golden reconstruction of the range);
     `preload` (uint64 words) is put at `base` first (a corrupted image, say)."""
@@ -150,10 +163,11 @@ def read_step(name, x, profile, base, *, image=0, tile=0, count=None, expect=Non
             "layout": int(profile.layout == "compacted") if layout is None else layout,
             "program": program, "stall": stall, "ready_prob": ready_prob, "valid_prob": 1.0,
             "range": [image, tile, count], "n_out": int(len(expect)),
-            "dump": [base - GUARD, base + GUARD + _region(x, profile)],
+            "dump": [base - GUARD, base + GUARD + _region(x, profile)] if dump else None,
             "preload": preload is not None}
     data = {"expect": np.asarray(expect, dtype=np.int64),
-            "writes": config_writes(profile, image_pixels=h * w).astype(np.int64)}
+            "writes": config_writes(profile, image_pixels=x.shape[2] * x.shape[3])
+            .astype(np.int64)}
     if preload is not None:
         data["preload"] = np.asarray(preload, dtype=np.uint64).view(np.int64)
     return step, data
@@ -250,12 +264,17 @@ async def fm_codec(dut):
         if step.get("preload"):
             ram.write(step["base"], data[pre + "preload"].astype("<i8").tobytes())
         if step["program"]:
-            cfg_addr = None
+            # Queued back to back (AXI-Lite writes complete in order): a write every few clocks.
+            cfg_addr, last = None, None
             for addr, value in data[pre + "writes"]:
                 if addr != cfg_addr:
-                    await host.write_dword(regs["CFG_ADDR"], int(addr))
-                await host.write_dword(regs["CFG_DATA"], int(value) & 0xFFFFFFFF)
+                    host.init_write(regs["CFG_ADDR"], int(addr).to_bytes(4, "little"))
+                last = host.init_write(regs["CFG_DATA"],
+                                       (int(value) & 0xFFFFFFFF).to_bytes(4, "little"))
                 cfg_addr = int(addr) + 1
+            if last is not None:
+                await last.wait()
+        before = np.frombuffer(ram.read(0, MEM_BYTES), dtype=np.uint8).copy()
         n, c, h, w = step["shape"]
         base_reg = "WR_BASE" if step["kind"] == "write" else "RD_BASE"
         for reg, value in (("N", n), ("C", c), ("H", h), ("W", w), ("LAYOUT", step["layout"]),
@@ -284,8 +303,14 @@ async def fm_codec(dut):
                     "N_TILES", "REGION_BYTES", "LANE_STATUS"):
             counters[reg] = await host.read_dword(regs[reg])
         got = snk.received[got0:]
-        lo, hi = step["dump"]
-        out[pre + "dump"] = np.frombuffer(ram.read(lo, hi - lo), dtype=np.uint8)
+        after = np.frombuffer(ram.read(0, MEM_BYTES), dtype=np.uint8)
+        changed = after != before
+        if step["dump"] is not None:
+            lo, hi = step["dump"]
+            out[pre + "dump"] = after[lo:hi].copy()
+            changed[max(lo + GUARD, 0): max(hi - GUARD, 0)] = False
+        # bytes changed anywhere outside the tensor's region (must stay 0)
+        out[pre + "outside"] = np.int64(changed.sum())
         out[pre + "o_data"] = np.asarray([g["data"] for g in got], dtype=np.int64)
         out[pre + "o_comp"] = np.asarray([g["comp"] for g in got], dtype=np.int64)
         out[pre + "status"] = np.int64(status)
@@ -296,6 +321,10 @@ async def fm_codec(dut):
         dut._log.info("step %s: %s status %#x %s", k, step["name"], status, json.dumps(counters))
         if hung:
             break
+    # Nothing may follow a job's values: count what arrives in a while after the last step.
+    n_before = len(snk.received)
+    await ClockCycles(dut.clk, 256)
+    out["late_values"] = np.int64(len(snk.received) - n_before)
     src.stop()
     snk.stop()
     save_outputs(**out)

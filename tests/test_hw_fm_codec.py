@@ -17,9 +17,12 @@ from golden import codec
 from golden.calibrate import calibrate
 from golden.synthetic import correlated_tensor
 from sim.tb_fm_codec import (
+    FILL,
     GUARD,
     codec_verilog,
     golden_dump,
+    preload_dump,
+    region_bytes,
     read_step,
     records,
     run_steps,
@@ -105,3 +108,227 @@ def test_write_read_compacted_stalls(design):
                           extra_reads=[{"image": 0, "tile": 1, "count": 3}])
     full = [r for r in recs if r["test"].endswith("/read")][0]
     assert full["bytes_moved"] <= enc.bytes_moved
+
+
+# -- bad configuration and corrupted DRAM ----------------------------------------------------------
+
+# STATUS cause bits (hw/fm_control.py `control_errors`, from bit 8)
+CAUSE = {name: 1 << (8 + k) for k, name in enumerate(
+    ("uncommitted", "zero", "mismatch", "layout", "align", "range", "region", "_pad",
+     "wr_lane", "wr_resp", "wr_framing", "wr_bounds",
+     "rd_lane", "rd_resp", "rd_length", "rd_table"))}
+
+
+def _check_error_steps(steps, outs, expect):
+    """Every step: done, never hung, nothing changed outside its region, and the outcome in
+    `expect[name]`: None (success) or a set of cause names of which at least one is set and no
+    other is."""
+    for (step, data), out in zip(steps, outs, strict=True):
+        name = step["name"]
+        assert out, f"{name}: no outputs (an earlier step hung?)"
+        status = int(out["status"])
+        assert int(out["hung"]) == 0, f"{name}: no done (status {status:#x})"
+        assert status & STATUS_DONE, f"{name}: status {status:#x}"
+        assert int(out["outside"]) == 0, f"{name}: {int(out['outside'])} bytes changed outside " \
+                                         "the tensor's region"
+        causes = expect[name]
+        if causes is None:
+            assert not status & STATUS_ERROR, f"{name}: status {status:#x}"
+        else:
+            must, also = causes if isinstance(causes, tuple) else (causes, set())
+            need = sum(CAUSE[c] for c in must)
+            mask = need | sum(CAUSE[c] for c in also)
+            assert status & STATUS_ERROR, f"{name}: no error (status {status:#x})"
+            assert status & need, f"{name}: status {status:#x}, expected one of {must}"
+            assert not status & ~mask & ~0xFF, \
+                f"{name}: status {status:#x}, expected {must} (or also {also})"
+        if step["kind"] == "read":
+            # exactly the range's values, whatever DRAM holds
+            got = out["o_data"]
+            assert got.size == step["n_out"], f"{name}: {got.size} values for {step['n_out']}"
+            assert int(out["RD_VALUES"]) == step["n_out"]
+            c = step["shape"][1]
+            assert np.array_equal(out["o_comp"], np.tile(np.arange(c), got.size // c))
+            if causes is None:
+                assert np.array_equal(got, data["expect"]), f"{name}: values differ"
+        elif isinstance(causes, set) and causes <= {"uncommitted", "zero", "mismatch", "layout",
+                                               "align", "range", "region"}:
+            assert int(out["WR_BYTES"]) == 0 and int(out["RAW_BYTES"]) == 0, name
+        if out.get("dump") is not None and "dump_expect" in data:
+            bad = np.flatnonzero(out["dump"] != data["dump_expect"])
+            assert bad.size == 0, f"{name}: {bad.size} bytes differ in the region"
+
+
+def test_errors_config_and_corrupt_fixed(design):
+    """Bad configurations (before any programming, shape, zero size, alignment, layout, range,
+    address space) and corrupted fixed-layout DRAM (header length, payload bit flip, truncated
+    image): each ends done + error with its cause, no hang, no write outside the region, and a
+    read delivers exactly its range's values; then a good write and read still work."""
+    x = _fixture("layer1.0.conv1.pre", 64, 4, 8)
+    p = calibrate(x, transform="pca", group=8, bits=8, layout="fixed")
+    enc = codec.encode_tensor(x, p)
+    img = enc.image.copy()
+    slot = enc.slot_words
+    n, c, h, w = x.shape
+    fill = np.uint64(int.from_bytes(bytes([FILL]) * 8, "little"))
+    size = region_bytes(enc, p)
+    bases = iter(range(0x20000, 0xF0000, (size + 2 * GUARD + 0xFFF) & ~0xFFF))
+    steps, expect = [], {}
+
+    def add(step, causes, dump_expect=None):
+        if dump_expect is not None:
+            step[1]["dump_expect"] = dump_expect
+        steps.append(step)
+        expect[step[0]["name"]] = causes
+
+    empty = np.full(size + 2 * GUARD, FILL, dtype=np.uint8)
+    b = next(bases)
+    add(write_step("uncommitted", x, p, b, program=False, send=False), {"uncommitted"}, empty)
+    good = next(bases)
+    add(write_step("write", x, p, good), None, golden_dump(enc, p, good))
+    b = next(bases)
+    for name, shape in (("c_mismatch", (n, c // 2, h, w)), ("hw_mismatch", (n, c, h, w + 1)),
+                        ("n_zero", (0, c, h, w))):
+        add(write_step(name, x, p, b, program=False, send=False, shape=shape),
+            {"zero"} if name == "n_zero" else {"mismatch"}, empty)
+    add(write_step("h_zero", x, p, b, program=False, send=False, shape=(n, c, 0, w)),
+        {"zero", "mismatch"}, empty)
+    add(write_step("misaligned", x, p, b + 4, program=False, send=False), {"align"})
+    add(write_step("layout", x, p, b, program=False, send=False, layout=1), {"layout"}, empty)
+    add(write_step("address_space", x, p, 0x1_0000_0000 - (size // 2 & ~7), program=False,
+                   send=False, dump=False),
+        {"region"})
+    add(read_step("rd_misaligned", x, p, good + 2, expect=[]), {"align"})
+    add(read_step("rd_count0", x, p, good, count=0, expect=[]), {"range"})
+    add(read_step("rd_tile_out", x, p, good, tile=h, count=1, expect=[]), {"range"})
+    add(read_step("rd_image_out", x, p, good, image=1, count=1, expect=[]), {"range"})
+    add(read_step("rd_past_end", x, p, good, tile=1, count=h, expect=[]), {"range"})
+
+    def corrupt(name, words, causes, **kw):
+        b = next(bases)
+        add(read_step(name, x, p, b, preload=words, **kw), causes,
+            preload_dump(words, x, p, b))
+
+    bad = img.copy()
+    bad[1 * slot] = (bad[1 * slot] & ~np.uint64(0xFFFFF)) | np.uint64(slot)   # > slot payload
+    # the reader passes the header on alone, so the lane flags the tile too
+    corrupt("hdr_length_over_slot", bad, ({"rd_length"}, {"rd_lane"}))
+    bad = img.copy()
+    bad[1 * slot] = bad[1 * slot] + np.uint64(1) if int(bad[1 * slot]) & 0xFFFFF > 1 \
+        else bad[1 * slot] - np.uint64(1)                                    # CRC no longer fits
+    corrupt("hdr_length_changed", bad, {"rd_lane"})
+    bad = img.copy()
+    bad[2 * slot + 1] ^= np.uint64(1 << 37)
+    corrupt("payload_bit_flip", bad, {"rd_lane"})
+    corrupt("payload_bit_flip_range", bad, {"rd_lane"}, tile=2, count=1)
+    bad = img.copy()
+    bad[int(2.5 * slot):] = 0
+    corrupt("truncated_zero", bad, {"rd_lane"})
+    bad = img.copy()
+    bad[int(2.5 * slot):] = fill
+    corrupt("truncated_fill", bad, ({"rd_length"}, {"rd_lane"}))
+    add(read_step("read_after_errors", x, p, good, dump=True), None, golden_dump(enc, p, good))
+    b = next(bases)
+    add(write_step("write_after_errors", x, p, b, program=False), None, golden_dump(enc, p, b))
+
+    outs, res = run_steps(design, steps)
+    _check_error_steps(steps, outs, expect)
+    assert int(res.outputs["late_values"]) == 0
+
+
+def test_errors_corrupt_compacted(design):
+    """Corrupted compacted-layout DRAM: bad index entries (outside the region, off by one word,
+    for a full and a range read), a changed header length (the chain breaks), a payload bit flip
+    and an image cut short (the rest never written: FILL): done + error with the cause, no hang,
+    exactly the range's values; then a good read of the intact copy."""
+    x = _fixture("layer1.0.conv1.pre", 64, 4, 8)
+    p = calibrate(x, transform="pca", group=8, bits=8, layout="compacted")
+    enc = codec.encode_tensor(x, p)
+    img = enc.image.copy()
+    tw = enc.table_words
+    off = [tw + int(o) - tw for o in enc.tile_offset]      # header word of each tile in `img`
+    fill = np.uint64(int.from_bytes(bytes([FILL]) * 8, "little"))
+    size = region_bytes(enc, p)
+    bases = iter(range(0x20000, 0xF0000, (size + 2 * GUARD + 0xFFF) & ~0xFFF))
+    steps, expect = [], {}
+
+    def add(step, causes, dump_expect=None):
+        if dump_expect is not None:
+            step[1]["dump_expect"] = dump_expect
+        steps.append(step)
+        expect[step[0]["name"]] = causes
+
+    def corrupt(name, words, causes, **kw):
+        b = next(bases)
+        add(read_step(name, x, p, b, preload=words, **kw), causes,
+            preload_dump(words, x, p, b))
+
+    good = next(bases)
+    add(write_step("write", x, p, good), None, golden_dump(enc, p, good))
+
+    def entry(words, t, value):
+        w = int(words[t // 2])
+        sh = 32 * (t % 2)
+        words[t // 2] = np.uint64((w & ~(0xFFFFFFFF << sh)) | ((value & 0xFFFFFFFF) << sh))
+
+    bad = img.copy()
+    entry(bad, 0, 0x00FFFFFF)
+    # the rest of the range is fed as empty tiles, which the lane flags too
+    corrupt("index_outside", bad, ({"rd_table"}, {"rd_lane"}))
+    bad = img.copy()
+    entry(bad, 2, int(enc.tile_offset[2]) - tw + 1)
+    corrupt("index_off_by_one_range", bad, ({"rd_lane", "rd_length"}, {"rd_lane", "rd_length"}),
+            tile=2, count=2)
+    bad = img.copy()
+    entry(bad, 3, 0xFFFFFFFF)
+    corrupt("index_outside_range", bad, ({"rd_table"}, {"rd_lane"}), tile=3, count=1)
+    bad = img.copy()
+    h1 = off[1]
+    bad[h1] = bad[h1] + np.uint64(1)                       # payload one word longer: CRC fails
+    corrupt("hdr_length_changed", bad, ({"rd_lane"}, {"rd_length"}))
+    bad = img.copy()
+    bad[off[2] + 1] ^= np.uint64(1 << 11)
+    corrupt("payload_bit_flip", bad, {"rd_lane"})
+    bad = img.copy()
+    bad[off[2] + 1:] = fill
+    corrupt("truncated_fill", bad, ({"rd_lane", "rd_length"}, {"rd_lane", "rd_length"}))
+    add(read_step("read_after_errors", x, p, good), None, golden_dump(enc, p, good))
+
+    outs, res = run_steps(design, steps)
+    _check_error_steps(steps, outs, expect)
+    assert int(res.outputs["late_values"]) == 0
+
+
+# -- more shapes -----------------------------------------------------------------------------------
+
+
+def test_layer3_256ch_fixed(design):
+    """ResNet-18 layer3 channel count (256 x 8 x 8, real feature map), two pixels per tile."""
+    x = _fixture("layer3.0.conv1.pre", 256, 8, 8)
+    p = calibrate(x, transform="pca", group=8, bits=8, layout="fixed", tile_pixels=2)
+    assert p.raw_words(p.tile_pixels) <= MAX_TILE_WORDS
+    _run_case(design, x, p, "fm_codec/l3_256x8x8/fixed",
+              extra_reads=[{"image": 0, "tile": 7, "count": 12}])
+
+
+def test_layer4_512ch_compacted_stalls(design):
+    """ResNet-18 layer4 channel count (512 x 4 x 4, real), one pixel per tile, compacted, every
+    AXI channel stalled and the conv engine's ready too."""
+    x = _fixture("layer4.0.conv1.pre", 512, 4, 4)
+    p = calibrate(x, transform="pca", group=8, bits=8, layout="compacted", tile_pixels=1)
+    assert p.raw_words(p.tile_pixels) <= MAX_TILE_WORDS
+    _run_case(design, x, p, "fm_codec/l4_512x4x4/compacted", stall=True,
+              extra_reads=[{"image": 0, "tile": 5, "count": 3, "ready_prob": 0.6}])
+
+
+@pytest.mark.parametrize("layout", ["fixed", "compacted"])
+def test_short_last_tile(design, layout):
+    """Tile size not dividing H*W (correlated synthetic 256 x 3 x 3, two images, 2 pixels per
+    tile: 2, 2, 2, 2, 1 per image): tiles never cross images; ranges that end in the short
+    tile, cross into the next image, and the short tile alone."""
+    x = correlated_tensor(256, 3, 3, batch=2, seed=11)
+    p = calibrate(x, transform="pca", group=8, bits=8, layout=layout, tile_pixels=2)
+    _run_case(design, x, p, f"fm_codec/synth_256x3x3x2/{layout}", stall=layout == "compacted",
+              extra_reads=[{"image": 1, "tile": 2, "count": 3},
+                           {"image": 0, "tile": 0, "count": 7},
+                           {"image": 0, "tile": 4, "count": 1}])
