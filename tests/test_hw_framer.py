@@ -22,6 +22,7 @@ from sim.tb_framed import (
     segment,
     tile_ends,
 )
+from sim.tb_lanes import lane_rows
 
 pytestmark = pytest.mark.hw
 
@@ -44,10 +45,10 @@ def _stream(channels, tile_pixels, image_pixels, images, rng):
     return framed_values(x, tile_ends(pixels, tile_pixels, image_pixels), channels)
 
 
-def _run(name, segments):
+def _run(name, segments, **design):
     data, info = framed_data(segments)
     params = {"block": "Framer", "test": name, "width": 8, "raw_input": True, "segments": info}
-    out = run_cocotb(design_verilog(Framer, width=8), "sim.tb_framer", data=data,
+    out = run_cocotb(design_verilog(Framer, width=8, **design), "sim.tb_framer", data=data,
                      params=params, seed=1).outputs
     expected = expected_stream(data)
     for k in expected:
@@ -78,3 +79,27 @@ def test_framer_commit_restarts_counters(rng):
     _run("commit", [segment(config_writes(_profile(12, 5), image_pixels=7),
                             {"data": part["data"]}, part, "partial", **STALLS),
                     segment(commit, {"data": s["data"]}, s, "after_commit", **STALLS)])
+
+
+def _lane_stream(channels, tile_pixels, image_pixels, images, lane, lanes, rng):
+    """The stream of lane `lane` of `lanes`: the pixels of tiles lane, lane + lanes, ..."""
+    s = _stream(channels, tile_pixels, image_pixels, images, rng)
+    rows = lane_rows((images, channels, 1, image_pixels), tile_pixels, lanes)[lane]
+    idx = (rows[:, None] * channels + np.arange(channels)).reshape(-1)
+    return {k: v[idx] for k, v in s.items()}
+
+
+def test_framer_lane_of_three(rng):
+    """Lane 1 of 3 (tile_first 1, tile_step 3) sees only tiles 1, 4, 7, ...: 5-pixel tiles on
+    7-pixel images give it short and full tiles in turn; 1-channel 1-pixel tiles (shorter than
+    the step, so the framer waits for the walk) after a new configuration."""
+    s = _lane_stream(12, 5, 7, 5, 1, 3, rng)
+    s1 = _lane_stream(1, 1, 4, 3, 1, 3, rng)
+    out = _run("lane1of3", [
+        segment(config_writes(_profile(12, 5), image_pixels=7), {"data": s["data"]}, s,
+                "full_rate", **FULL_RATE),
+        segment(config_writes(_profile(12, 5), image_pixels=7), {"data": s["data"]}, s,
+                "stalls", **STALLS),
+        segment(config_writes(_profile(1, 1), image_pixels=4), {"data": s1["data"]}, s1,
+                "c1", **STALLS)], tile_first=1, tile_step=3)
+    assert int(out["cycles"][0]) / int(out["values"][0]) <= 1.02

@@ -8,17 +8,29 @@ random valid gaps and ready stalls; the decoder also meets corrupted words.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from golden.calibrate import calibrate
+from golden.codec import encode_tensor
 from golden.quantizer import quantize
 from golden.transform import forward, to_pixels
 from hw.decoder_lane import DecoderLane
 from hw.encoder_lane import EncoderLane
 from sim.runner import run_cocotb
 from sim.tb_framed import design_verilog, feature_map
-from sim.tb_lanes import decoder_case, encoder_case
+from sim.tb_lanes import (
+    decoder_case,
+    encoder_case,
+    fixture_tensor,
+    lane_rows,
+    lanes_data,
+    lanes_decoder_segment,
+    lanes_designs,
+    lanes_encoder_segment,
+)
 
 pytestmark = pytest.mark.hw
 
@@ -115,3 +127,109 @@ def test_decoder_lane_corrupted_word(case):
     good[bad_tile * per_tile:(bad_tile + 1) * per_tile] = False
     assert np.array_equal(out["data"][good], expected["data"][good])
     assert np.array_equal(out["comp"], expected["comp"])
+
+
+# -- P lanes (hw/multi_lane.py) --------------------------------------------------------------------
+#
+# One simulator run per block and P holds every case (sim/tb_lanes.py segments): a whole tensor at
+# full rate (cycles measured: P images, so that every lane gets 65,536 values), a three-image
+# tensor whose images end in a short tile and whose tile count is no multiple of P under random
+# gaps and stalls, a run stopped by a reset in the middle of a tile, a tensor with another
+# profile and tiling (a 1-pixel last tile per image) after it, and the small tensor at full rate.
+
+@pytest.fixture(scope="module")
+def multi_cases():
+    f = fixture_tensor("layer1.0.conv1.pre")
+    assert f.shape[1:] == (C, 32, 32)
+    small = np.ascontiguousarray(f[:3, :, :6, :6])          # 36 pixels per image
+    return [
+        (f, calibrate(f, transform="pca", group=8, bits=8)),              # 32-pixel tiles
+        (small, calibrate(small, transform="pca", group=8, bits=8, tile_pixels=16)),  # 16 16 4
+        (small, calibrate(small, transform="dct", group=8, bits=6, tile_pixels=7)),   # 7 x 5, 1
+    ]
+
+
+def _lane_segments(make, cases, lanes):
+    (f, p_big), (small, p16), (small2, p7) = cases
+    big = f[:lanes]
+    if make is lanes_encoder_segment:
+        cut = 24 * C                          # lane p's values: the middle of its 2nd tile
+    else:
+        enc = encode_tensor(small, p16)
+        cut = int(sum(1 + n for n in enc.tile_payload_words[:3])
+                  + (1 + int(enc.tile_payload_words[3])) // 2)     # inside tile 3's words
+    return [
+        make(big, p_big, "full_rate", lanes),
+        make(small, p16, "stalls_short_tiles", lanes, **STALLS),
+        make(small, p16, "reset_mid_tile", lanes, **STALLS, reset_after=cut),
+        make(small2, p7, "after_reset", lanes, **STALLS),
+        make(small, p16, "full_rate_short_tiles", lanes),
+    ]
+
+
+def _run_lanes(design, testcase, segments, block, lanes, name):
+    data, params = lanes_data(segments, block, lanes, name)
+    out = run_cocotb(design, "sim.tb_lanes", testcase=testcase, data=data, params=params,
+                     name=f"{name}").outputs
+    assert int(out["extra"]) == 0, f"{int(out['extra'])} beats more than expected"
+    for k, seg in enumerate(segments):
+        if seg["reset_after"] is not None:
+            continue
+        for key, v in seg["expected"].items():
+            got = out[f"s{k}_{key}"]
+            want = np.asarray(v).astype(np.int64) if np.asarray(v).dtype != np.uint64 \
+                else np.asarray(v).view(np.int64)
+            assert got.shape == want.shape and np.array_equal(got, want), \
+                f"{seg['name']}: {key}: {int((got != want).sum())} of {want.size} differ"
+        assert int(out[f"s{k}_error"]) == 0, f"{seg['name']}: error flag"
+    return out
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_encoder_lanes(multi_cases, lanes):
+    segments = _lane_segments(lanes_encoder_segment, multi_cases, lanes)
+    out = _run_lanes(lanes_designs(lanes)[0], "encoder_lanes", segments, "EncoderLanes", lanes,
+                     f"encoder_lanes{lanes}")
+    per_lane = int(out["s0_cycles"]) * lanes / segments[0]["values"]
+    print(f"EncoderLanes P={lanes}: {per_lane:.4f} cycles/value per lane")
+    assert per_lane <= MAX_CYCLES_PER_VALUE
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_decoder_lanes(multi_cases, lanes):
+    segments = _lane_segments(lanes_decoder_segment, multi_cases, lanes)
+    out = _run_lanes(lanes_designs(lanes)[1], "decoder_lanes", segments, "DecoderLanes", lanes,
+                     f"decoder_lanes{lanes}")
+    per_lane = int(out["s0_cycles"]) * lanes / segments[0]["values"]
+    print(f"DecoderLanes P={lanes}: {per_lane:.4f} cycles/value per lane")
+    assert per_lane <= MAX_CYCLES_PER_VALUE
+
+
+def test_lane_rows_partition():
+    """The lanes' tiles are a partition of the tensor's pixels, in tile order per lane."""
+    rows = lane_rows((3, C, 10, 10), 16, 4)
+    assert np.array_equal(np.sort(np.concatenate(rows)), np.arange(300))
+    assert rows[1][:16].tolist() == list(range(16, 32))
+    assert rows[2][16:20].tolist() == [96, 97, 98, 99]        # tile 6: image 0's short tile
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+@pytest.mark.parametrize("block", ["encoder", "decoder"])
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("FMCODEC_SLOW") != "1",
+                    reason="whole-tensor soak: set FMCODEC_SLOW=1 to run it")
+def test_lanes_soak(block, lanes):
+    """Every 64-channel fixture layer: all four images at full rate, two under stalls."""
+    make = lanes_encoder_segment if block == "encoder" else lanes_decoder_segment
+    segments = []
+    for key in ("conv1.pre", "layer1.0.conv1.pre", "layer1.1.conv2.pre"):
+        x = fixture_tensor(key)
+        profile = calibrate(x, transform="pca", group=8, bits=8)
+        segments += [make(x, profile, f"{key}/full_rate", lanes),
+                     make(x[:2], profile, f"{key}/stalls", lanes, **STALLS)]
+    design = lanes_designs(lanes)[0 if block == "encoder" else 1]
+    out = _run_lanes(design, f"{block}_lanes", segments,
+                     "EncoderLanes" if block == "encoder" else "DecoderLanes", lanes,
+                     f"{block}_lanes{lanes}_soak")
+    for k in (0, 2, 4):
+        assert int(out[f"s{k}_cycles"]) * lanes / segments[k]["values"] <= MAX_CYCLES_PER_VALUE
