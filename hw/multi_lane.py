@@ -20,9 +20,12 @@ EncoderLanes
 
 Throughput P values per clock sustained (each lane one per clock) as long as the merged words fit
 in one word per clock (P x bits/value <= 64 plus one header per tile); a lane's packer holds two
-tiles, so the merge may wait for one lane while the others go on. Latency: a lane's, plus one
-clock (the merge's output register, `o.ready` to the lanes' `o.ready` combinational), plus the
-wait for the lanes whose tiles come first.
+tiles, so the merge may wait for one lane while the others go on. At the end of a tensor the
+lanes' last tiles finish together and leave one after the other, so a tensor costs about P tiles'
+words more than values / P clocks (measured, tests/test_hw_lanes.py, 65,536 values per lane of
+a real 64-channel layer with 32-pixel tiles, fill included: 1.010 cycles/value per lane with
+P = 2, 1.013 with P = 4). Latency: a lane's, plus one clock (the merge's output register,
+`o.ready` to the lanes' `o.ready` combinational), plus the wait for the tiles that come first.
 
 DecoderLanes
 ------------
@@ -39,8 +42,10 @@ DecoderLanes
 With P > 1 each lane has an input FIFO of 2 x `max_tile_words` + 2 words (two whole tiles, raw
 tiles included), so the split moves on at one word per clock while a lane still decodes the tile
 before: P values per clock sustained while the words arrive at one per clock and
-P x bits/value <= 64 (plus headers). Latency: a lane's, plus the FIFO's (3 clocks), plus the
-words of the tiles before in the stream.
+P x bits/value <= 64 (plus headers); lane p starts once the words of the p tiles before its
+first have passed (measured as above: 1.003 cycles/value per lane with P = 2, 1.008 with P = 4).
+`i.ready` is the selected FIFO's `w_rdy` (from registers). Latency: a lane's, plus the FIFO's
+(3 clocks), plus the words of the tiles before in the stream.
 """
 
 from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, signed

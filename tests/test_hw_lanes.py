@@ -93,6 +93,18 @@ def test_encoder_lane_folded_placement(case):
     _run(design, "encoder_lane", data, params, expected)
 
 
+def test_encoder_lane_reports_packer_overflow(case):
+    """Tile buffers one word short of the raw tiles: the packer's overflow shows on the lane's
+    `error`; the coded tiles (well below raw size here) still come out exact."""
+    x, profile = case
+    data, params, expected, enc = encoder_case(x, profile, "encoder_lane/overflow")
+    assert int(max(enc.tile_payload_words)) < _max_tile_words(profile) - 1
+    design = design_verilog(EncoderLane, max_channels=C,
+                            max_tile_words=_max_tile_words(profile) - 1)
+    out = _run(design, "encoder_lane", data, params, expected)
+    assert int(out["error"]) == 1
+
+
 def test_decoder_lane_full_rate(case):
     x, profile = case
     data, params, expected, _ = decoder_case(x, profile, "decoder_lane/full_rate")
