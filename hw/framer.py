@@ -15,8 +15,8 @@ Stream contract
 
 Throughput one value per clock; latency one clock (a single output register, whose ready path is
 combinational: `i.ready = ~o.valid | o.ready` while the tile's size is known). After a commit
-the input waits `tile_first` + 2 clocks for the first tile's size; with `tile_step` > 1 a tile
-shorter than `tile_step` values (C < P) can make the next one wait too.
+the input waits `tile_first` + 2 clocks (after the commit's) for the first tile's size; with
+`tile_step` > 1 a tile shorter than `tile_step` values (C < P) can make the next one wait too.
 """
 
 from amaranth import Module, Signal, signed
