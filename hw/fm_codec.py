@@ -72,6 +72,11 @@ class FeatureMapCodec(wiring.Component):
         wiring.connect(m, ctl.wr_cmd, wr.cmd)
         wiring.connect(m, ctl.rd_cmd, rd.cmd)
         m.d.comb += [ctl.wr_status.eq(wr.status), ctl.rd_status.eq(rd.status)]
-        wiring.connect(m, wiring.flipped(self.i), wr.i)
-        wiring.connect(m, rd.o, wiring.flipped(self.o))
+        if self.lanes == 1:
+            wiring.connect(m, wiring.flipped(self.i), wr.i)
+            wiring.connect(m, rd.o, wiring.flipped(self.o))
+        else:
+            for p in range(self.lanes):
+                wiring.connect(m, wiring.flipped(self.i[p]), wr.i[p])
+                wiring.connect(m, rd.o[p], wiring.flipped(self.o[p]))
         return m

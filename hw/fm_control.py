@@ -15,14 +15,48 @@ Register map (32-bit registers, byte offsets; R read-only, W write-only, RW both
 | 0x28 | LAYOUT | RW: 0 fixed, 1 compacted (must match the profile's) |
 | 0x2C, 0x30, 0x34 | RD_IMAGE, RD_TILE, RD_COUNT | RW: read range: image, first tile in it, tiles |
 | 0x40 | RAW_BYTES | R: raw bytes the write job took (values x bytes per value) |
-| 0x44 | WR_BYTES | R: bytes the write job wrote to DRAM |
-| 0x48 | RD_BYTES | R: bytes the read job read from DRAM |
+| 0x44 | WR_BYTES | R: bytes the write job wrote to DRAM (0 when it failed its checks) |
+| 0x48 | RD_BYTES | R: bytes the read job read from DRAM (0 when it failed its checks) |
 | 0x4C | RD_VALUES | R: values the read job delivered |
 | 0x50, 0x54 | WR_CYCLES, RD_CYCLES | R: clocks the last write / read job ran |
 | 0x58 | N_TILES | R: tiles of the tensor (last start) |
 | 0x5C | REGION_BYTES | R: bytes a tensor may occupy from its base (allocate this) |
 | 0x60 | LANE_STATUS | R: the decoder lane's status word (hw/decoder_lane.py `lane_status`) |
 | 0x64 | TILES_PER_IMAGE | R |
+
+STATUS cause bits (sticky until the next start; `control_errors`):
+
+| bit | cause | |
+|---|---|---|
+| 8 | uncommitted | no profile committed yet (global 7 never written); reported alone |
+| 9 | zero | N, C, H or W is 0 (or the profile's tile_pixels) |
+| 10 | mismatch | C or H*W differs from the profile's (global 0, global 8) |
+| 11 | layout | LAYOUT differs from the profile's (global 6) |
+| 12 | align | WR_BASE / RD_BASE not 8-byte aligned |
+| 13 | range | read range empty, outside the tensor, or leaving an image with a short last tile |
+| 14 | region | base + REGION_BYTES past the address space |
+| 16..19 | wr_lane, wr_resp, wr_framing, wr_bounds | write job: encoder lane error, AXI B error, a tile framed unlike its header, a tile that did not fit its slot/region (dropped) |
+| 20..23 | rd_lane, rd_resp, rd_length, rd_table | read job: decoder lane error (CRC, mode, tile number, code), AXI R error, a header length past its slot/region (payload not read), an index entry outside the region |
+
+Bits 8..14 end a job at its start with no DRAM access; 16..23 come at the end of a job that
+ran. A read job always delivers exactly its range's values (garbage where the DRAM was
+corrupt) and a write job never writes outside `[base, base + REGION_BYTES)`. A write job waits
+for its H*W*C*N values; there is no abort, so the conv engine must send them all.
+
+Usage sequence (software):
+
+1. Program the profile: for each configuration write (golden/profile.py `config_writes(profile,
+   image_pixels=H*W)`), write CFG_ADDR when the address is not the previous one + 1, then
+   CFG_DATA. The last write (global 7) commits. Once per layer profile; several tensors and
+   reads may follow without reprogramming (each job restarts the lanes' counters itself).
+2. Write a tensor: N, C, H, W, LAYOUT, WR_BASE (REGION_BYTES after a start tells how much to
+   allocate: the worst case), then CTRL = 1 and stream the values on `i`. Poll STATUS until
+   done (bit 1) with busy (bit 0) low; bit 2 is the error summary, bits 8.. the causes. Read
+   RAW_BYTES / WR_BYTES (compression measured on the hardware) and WR_CYCLES.
+3. Read a range: RD_BASE, RD_IMAGE, RD_TILE, RD_COUNT (tiles; TILES_PER_IMAGE after a start;
+   a 3x3 convolution's row r with its halo is rows r-1..r+1, i.e. the tiles of those rows when
+   a tile is one row), CTRL = 2, take the values on `o` (one `tile_last` per tile), poll
+   STATUS; RD_BYTES, RD_VALUES, RD_CYCLES, LANE_STATUS.
 
 A start checks the configuration before anything moves: the profile committed (global 7 seen),
 no zero dimension, C and H*W equal to the profile's channels (global 0) and image pixels

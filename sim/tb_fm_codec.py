@@ -53,7 +53,8 @@ def codec_verilog(max_channels: int, max_tile_words: int, lanes: int = 1, **kw) 
     if key not in _verilog:
         codec = FeatureMapCodec(
             lanes=lanes, encoder={"max_channels": max_channels, "max_tile_words": max_tile_words},
-            decoder={"max_channels": max_channels}, **kw)
+            decoder={"max_channels": max_channels,
+                     **({"max_tile_words": max_tile_words} if lanes > 1 else {})}, **kw)
         name = f"FeatureMapCodec-l{lanes}-c{max_channels}-t{max_tile_words}" \
             + "".join(f"-{k}{v}" for k, v in sorted(kw.items()))
         ports = []
@@ -128,7 +129,11 @@ def write_step(name, x, profile, base, *, program=True, layout=None, shape=None,
             "program": program, "stall": stall, "send": send, "valid_prob": valid_prob,
             "ready_prob": 1.0,
             "dump": [base - GUARD, base + GUARD + _region(x, profile)] if dump else None}
+    from golden.container import tiling
+
+    t = tiling(x.shape, profile.tile_pixels)
     data = {"values": to_pixels(x).reshape(-1) if send else np.zeros(0, dtype=np.int64),
+            "tile_values": np.asarray(t.count, dtype=np.int64) * x.shape[1],
             "writes": config_writes(profile, image_pixels=x.shape[2] * x.shape[3])
             .astype(np.int64)}
     return step, data
@@ -248,10 +253,41 @@ async def fm_codec(dut):
     ram.read_if.log.setLevel(logging.WARNING)
     await reset(dut)
     ram.write(0, bytes([FILL]) * MEM_BYTES)
-    in_width = len(dut.i__payload)
-    out_width = len(dut.o__payload) - 11
-    src = StreamSource(dut, "i", shape=signed(in_width), seed=seed)
-    snk = StreamSink(dut, "o", shape=framed(out_width), seed=seed ^ 0x5EED)
+    # P = 1: one stream each way (`i`, `o`); P > 1: `i__p`, `o__p`, lane p carrying the tiles
+    # p, p + P, ... of the tensor (writer) or of the range (reader), hw/multi_lane.py.
+    lanes = 1
+    while hasattr(dut, f"i__{lanes}__payload"):
+        lanes += 1
+    names = ["i"] if hasattr(dut, "i__payload") else [f"i__{q}" for q in range(lanes)]
+    in_width = len(getattr(dut, f"{names[0]}__payload"))
+    out_width = len(getattr(dut, f"{names[0].replace('i', 'o')}__payload")) - 11
+    srcs = [StreamSource(dut, nm, shape=signed(in_width), seed=seed + q)
+            for q, nm in enumerate(names)]
+    snks = [StreamSink(dut, nm.replace("i", "o"), shape=framed(out_width),
+                       seed=(seed + q) ^ 0x5EED) for q, nm in enumerate(names)]
+
+    def received(marks):
+        # what arrived since `marks`, the lanes' tiles back in range order: whole tiles in turn
+        # from lane 0, 1, ...
+        if len(snks) == 1:
+            return snks[0].received[marks[0]:]
+        per = []
+        for snk, mark in zip(snks, marks, strict=True):
+            tiles, cur = [], []
+            for g in snk.received[mark:]:
+                cur.append(g)
+                if g["tile_last"]:
+                    tiles.append(cur)
+                    cur = []
+            per.append((tiles, cur))
+        merged, t = [], 0
+        while True:
+            tiles, _ = per[t % len(per)]
+            if t // len(per) >= len(tiles):
+                break
+            merged += tiles[t // len(per)]
+            t += 1
+        return merged + [g for _, cur in per for g in cur]
     out = {}
     for k, step in enumerate(params["steps"]):
         pre = f"s{k}_"
@@ -260,7 +296,11 @@ async def fm_codec(dut):
                 ch.set_pause_generator(_pauses(random.Random(rng.random()), STALL_PROB))
             else:
                 ch.clear_pause_generator()
-        src.valid_prob, snk.ready_prob = step["valid_prob"], step["ready_prob"]
+        for src in srcs:
+            src.valid_prob = step["valid_prob"]
+        for snk in snks:
+            snk.ready_prob = step["ready_prob"]
+        marks = [len(snk.received) for snk in snks]
         if step.get("preload"):
             ram.write(step["base"], data[pre + "preload"].astype("<i8").tobytes())
         if step["program"]:
@@ -280,14 +320,16 @@ async def fm_codec(dut):
         for reg, value in (("N", n), ("C", c), ("H", h), ("W", w), ("LAYOUT", step["layout"]),
                            (base_reg, step["base"])):
             await host.write_dword(regs[reg], value)
-        got0 = len(snk.received)
         n_values = 0
         if step["kind"] == "write":
             await host.write_dword(regs["CTRL"], 1)
             if step["send"]:
                 values = [int(v) for v in data[pre + "values"]]
                 n_values = len(values)
-                src.send(values)
+                pos = 0
+                for t, nv in enumerate(data[pre + "tile_values"]):
+                    srcs[t % len(srcs)].send(values[pos: pos + int(nv)])
+                    pos += int(nv)
             limit = 20 * 1000 + 4 * n_values
         else:
             image, tile, count = step["range"]
@@ -302,7 +344,7 @@ async def fm_codec(dut):
         for reg in ("RAW_BYTES", "WR_BYTES", "RD_BYTES", "RD_VALUES", "WR_CYCLES", "RD_CYCLES",
                     "N_TILES", "REGION_BYTES", "LANE_STATUS"):
             counters[reg] = await host.read_dword(regs[reg])
-        got = snk.received[got0:]
+        got = received(marks)
         after = np.frombuffer(ram.read(0, MEM_BYTES), dtype=np.uint8)
         changed = after != before
         if step["dump"] is not None:
@@ -315,18 +357,18 @@ async def fm_codec(dut):
         out[pre + "o_comp"] = np.asarray([g["comp"] for g in got], dtype=np.int64)
         out[pre + "status"] = np.int64(status)
         out[pre + "hung"] = np.int64(hung)
-        out[pre + "src_left"] = np.int64(0 if src.idle else 1)
+        out[pre + "src_left"] = np.int64(sum(0 if src.idle else 1 for src in srcs))
         for key, v in counters.items():
             out[pre + key] = np.int64(v)
         dut._log.info("step %s: %s status %#x %s", k, step["name"], status, json.dumps(counters))
         if hung:
             break
     # Nothing may follow a job's values: count what arrives in a while after the last step.
-    n_before = len(snk.received)
+    n_before = sum(len(snk.received) for snk in snks)
     await ClockCycles(dut.clk, 256)
-    out["late_values"] = np.int64(len(snk.received) - n_before)
-    src.stop()
-    snk.stop()
+    out["late_values"] = np.int64(sum(len(snk.received) for snk in snks) - n_before)
+    for q in srcs + snks:
+        q.stop()
     save_outputs(**out)
 
 
