@@ -183,6 +183,25 @@ def _check_pixels(pixels, profile) -> np.ndarray:
     return pixels.astype(np.int64, copy=False)
 
 
+def _group_products(a: np.ndarray, t: np.ndarray, transpose: bool) -> np.ndarray:
+    """Exact integer products per group: out[p, g, i] = sum_j a[p, g, j] * t[g, i, j]
+    (`transpose=False`) or sum_j a[p, g, j] * t[g, j, i] (`transpose=True`), as int64.
+
+    When every partial sum is bounded by max|a| * max|t| * N < 2^53, float64 holds every product
+    and every partial sum exactly, in any summation order, so BLAS gives the integer result (and
+    is far faster than an int64 einsum for large N); otherwise the int64 einsum does it.
+    """
+    n = t.shape[-1]
+    bound = int(np.abs(a).max(initial=0)) * int(np.abs(t).max(initial=0)) * n
+    if bound >= 1 << 53:
+        return np.einsum("pgj,gji->pgi" if transpose else "pgj,gij->pgi", a, t)
+    tf = t.astype(np.float64)
+    if not transpose:
+        tf = tf.transpose(0, 2, 1)
+    out = np.matmul(a.astype(np.float64).transpose(1, 0, 2), tf)       # (g, p, n)
+    return out.transpose(1, 0, 2).astype(np.int64)
+
+
 def forward(pixels, profile) -> np.ndarray:
     """y = sclamp(round_shift(T (x - mu), F), 24) per group; (P, C) -> (P, C) int64."""
     x = _check_pixels(pixels, profile)
@@ -190,7 +209,7 @@ def forward(pixels, profile) -> np.ndarray:
     g, n = profile.groups, profile.group
     t = np.asarray(profile.matrix, dtype=np.int64)
     d = (x - np.asarray(profile.offsets, dtype=np.int64)).reshape(p, g, n)
-    acc = np.einsum("pgj,gij->pgi", d, t).reshape(p, c)
+    acc = _group_products(d, t, transpose=False).reshape(p, c)
     return sclamp(round_shift(acc, profile.frac_bits), Y_BITS)
 
 
@@ -204,7 +223,7 @@ def inverse(yh, profile, relu: bool | None = None) -> np.ndarray:
     p, c = y.shape
     g, n = profile.groups, profile.group
     t = np.asarray(profile.matrix, dtype=np.int64)
-    acc = np.einsum("pgi,gij->pgj", y.reshape(p, g, n), t).reshape(p, c)
+    acc = _group_products(y.reshape(p, g, n), t, transpose=True).reshape(p, c)
     lo, hi = _out_range(profile, relu)
     return clamp(round_shift(acc, profile.frac_bits) + np.asarray(profile.offsets, np.int64),
                  lo, hi)

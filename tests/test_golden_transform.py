@@ -260,3 +260,22 @@ def test_forward_input_errors():
         forward(np.zeros((3, 3), np.int8), prof)
     with pytest.raises(ValueError, match="integers"):
         forward(np.zeros((3, 2)), prof)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("big", [False, True])
+def test_group_products_exact(transpose, big):
+    """The float64 BLAS path equals the int64 einsum exactly, at the widest profile values
+    (24-bit inputs, 18-bit coefficients, N = 512); beyond 2^53 the einsum path takes over."""
+    from golden.transform import _group_products
+
+    rng = np.random.default_rng(11)
+    g, n, p = (1, 512, 64) if not big else (2, 8, 16)
+    hi_a = (1 << 23) if not big else (1 << 40)
+    a = rng.integers(-hi_a, hi_a, size=(p, g, n), dtype=np.int64)
+    a[0] = hi_a - 1                                  # the extreme partial sums
+    t = rng.integers(-(1 << 17), 1 << 17, size=(g, n, n), dtype=np.int64)
+    t[:, 0] = (1 << 17) - 1
+    want = np.einsum("pgj,gji->pgi" if transpose else "pgj,gij->pgi", a, t)
+    got = _group_products(a, t, transpose)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
