@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, default=REPORT)
     ap.add_argument("--lanes", default="2,4",
                     help="comma-separated P > 1 to run besides the single lanes ('' for none)")
-    ap.add_argument("--lane-layers", default="conv1,layer1.0.conv1",
+    ap.add_argument("--lane-layers", default="conv1",
                     help="layers for the P-lane runs (64-channel int8 layers)")
     ap.add_argument("--lane-images", type=int, default=0,
                     help="images of each P-lane run (default P: 65,536 values per lane)")
