@@ -295,7 +295,10 @@ async def fm_codec(dut):
             if step["stall"]:
                 ch.set_pause_generator(_pauses(random.Random(rng.random()), STALL_PROB))
             else:
+                # cocotbext-axi's clear_pause_generator stops the generator but keeps its last
+                # value: a channel left paused would stall this step forever.
                 ch.clear_pause_generator()
+                ch.pause = False
         for src in srcs:
             src.valid_prob = step["valid_prob"]
         for snk in snks:
