@@ -398,6 +398,11 @@ def test_lanes_short_last_tile(lanes):
 
 
 # -- measurement (FMCODEC_SLOW=1) ------------------------------------------------------------------
+#
+# The per-shape figures of the DRAM side (one command, about 10 minutes on a loaded 2-core
+# machine once the models are built; the table is build/reports/fm_codec_measure/table.md):
+#
+#   FMCODEC_SLOW=1 .venv/bin/python -m pytest -q -s tests/test_hw_fm_codec.py -k measure
 
 RESNET18_SHAPES = [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
 BAND_ROWS = 2
