@@ -35,8 +35,14 @@ STATUS cause bits (sticky until the next start; `control_errors`):
 | 12 | align | WR_BASE / RD_BASE not 8-byte aligned |
 | 13 | range | read range empty, outside the tensor, or leaving an image with a short last tile |
 | 14 | region | base + REGION_BYTES past the address space |
-| 16..19 | wr_lane, wr_resp, wr_framing, wr_bounds | write job: encoder lane error, AXI B error, a tile framed unlike its header, a tile that did not fit its slot/region (dropped) |
-| 20..23 | rd_lane, rd_resp, rd_length, rd_table | read job: decoder lane error (CRC, mode, tile number, code), AXI R error, a header length past its slot/region (payload not read), an index entry outside the region |
+| 16 | wr_lane | write job: encoder lane error |
+| 17 | wr_resp | write job: AXI B error |
+| 18 | wr_framing | write job: a tile framed unlike its header |
+| 19 | wr_bounds | write job: a tile that did not fit its slot/region (dropped) |
+| 20 | rd_lane | read job: decoder lane error (CRC, mode, tile number, code) |
+| 21 | rd_resp | read job: AXI R error |
+| 22 | rd_length | read job: a header length past its slot/region (payload not read) |
+| 23 | rd_table | read job: an index entry outside the region |
 
 Bits 8..14 end a job at its start with no DRAM access; 16..23 come at the end of a job that
 ran. A read job always delivers exactly its range's values (garbage where the DRAM was

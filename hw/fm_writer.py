@@ -265,8 +265,8 @@ class FeatureMapWriter(wiring.Component):
         m.d.comb += self.status.words.eq(written)
 
         # -- job start and end ----------------------------------------------------------------
-        finished = ((seek == 0) & (tiles >= job.n_tiles) & ~in_tile & ~dropping & ~table_pend & (bbeats == 0)
-                    & ~wfifo.r_rdy & ~bfifo.r_rdy & (outstanding == 0) & ~aw_go)
+        finished = ((seek == 0) & (tiles >= job.n_tiles) & ~in_tile & ~dropping & ~table_pend
+                    & (bbeats == 0) & ~wfifo.r_rdy & ~bfifo.r_rdy & (outstanding == 0) & ~aw_go)
         with m.If(start):
             m.d.sync += [job.eq(self.cmd.payload), busy.eq(1), err.eq(0), values.eq(0),
                          tiles.eq(0), left.eq(0), dropping.eq(0), bbeats.eq(0),

@@ -13,7 +13,7 @@ COMP_BITS = 10  # up to 1024 channels (ResNet-18 needs 512)
 
 
 def framed(width: int) -> data.StructLayout:
-    """A value of a pixel: `data` (signed), `comp` in 0..C-1, `tile_last` on the tile's last value."""
+    """A value of a pixel: `data` (signed), `comp` in 0..C-1, `tile_last` on a tile's last value."""
     return data.StructLayout({
         "data": signed(width),
         "comp": COMP_BITS,
