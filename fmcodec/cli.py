@@ -195,7 +195,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_fits(args) -> int:
-    from hw.capacity import LaneBuild, check_profile
+    from fmcodec.capacity import LaneBuild, check_profile
 
     prof = load_profile(args.profile)
     build = LaneBuild(group=args.group, max_channels=args.max_channels,

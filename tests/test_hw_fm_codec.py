@@ -139,6 +139,20 @@ CAUSE = {name: 1 << (8 + k) for k, name in enumerate(
      "rd_lane", "rd_resp", "rd_length", "rd_table"))}
 
 
+FILL_WORD = np.uint64(int.from_bytes(bytes([FILL]) * 8, "little"))   # a DRAM word never written
+
+
+def _step_adder(steps: list, expect: dict):
+    """`add(step, causes, dump_expect=None)` for the error tests: queue a job and the STATUS
+    causes it must end with (and, optionally, the DRAM region expected after it)."""
+    def add(step, causes, dump_expect=None):
+        if dump_expect is not None:
+            step[1]["dump_expect"] = dump_expect
+        steps.append(step)
+        expect[step[0]["name"]] = causes
+    return add
+
+
 def _check_error_steps(steps, outs, expect):
     """Every step: done, never hung, nothing changed outside its region, and the outcome in
     `expect[name]`: None (success) or a set of cause names of which at least one is set and no
@@ -190,16 +204,12 @@ def test_errors_config_and_corrupt_fixed(design):
     img = enc.image.copy()
     slot = enc.slot_words
     n, c, h, w = x.shape
-    fill = np.uint64(int.from_bytes(bytes([FILL]) * 8, "little"))
+    fill = FILL_WORD
     size = region_bytes(enc, p)
     bases = iter(range(0x20000, 0xF0000, (size + 2 * GUARD + 0xFFF) & ~0xFFF))
     steps, expect = [], {}
+    add = _step_adder(steps, expect)
 
-    def add(step, causes, dump_expect=None):
-        if dump_expect is not None:
-            step[1]["dump_expect"] = dump_expect
-        steps.append(step)
-        expect[step[0]["name"]] = causes
 
     empty = np.full(size + 2 * GUARD, FILL, dtype=np.uint8)
     b = next(bases)
@@ -266,17 +276,13 @@ def test_errors_corrupt_compacted(design):
     enc = codec.encode_tensor(x, p)
     img = enc.image.copy()
     tw = enc.table_words
-    off = [tw + int(o) - tw for o in enc.tile_offset]      # header word of each tile in `img`
-    fill = np.uint64(int.from_bytes(bytes([FILL]) * 8, "little"))
+    off = [int(o) for o in enc.tile_offset]                # header word of each tile in `img`
+    fill = FILL_WORD
     size = region_bytes(enc, p)
     bases = iter(range(0x20000, 0xF0000, (size + 2 * GUARD + 0xFFF) & ~0xFFF))
     steps, expect = [], {}
+    add = _step_adder(steps, expect)
 
-    def add(step, causes, dump_expect=None):
-        if dump_expect is not None:
-            step[1]["dump_expect"] = dump_expect
-        steps.append(step)
-        expect[step[0]["name"]] = causes
 
     def corrupt(name, words, causes, **kw):
         b = next(bases)

@@ -1,13 +1,13 @@
-"""hw/capacity.py: a profile is checked against a hardware build before anything is sent."""
+"""fmcodec/capacity.py: a profile is checked against a hardware build before anything is sent."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
+from fmcodec.capacity import CapacityError, LaneBuild, check_profile, problems
 from golden.calibrate import calibrate
 from golden.synthetic import correlated_tensor
-from hw.capacity import CapacityError, LaneBuild, check_profile, problems
 
 
 @pytest.fixture(scope="module")

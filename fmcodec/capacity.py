@@ -16,10 +16,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from golden.profile import MAX_CLASSES, Profile
+from hw.bit_unpacker import RAW_BPP_BITS
+from hw.framing import COMP_BITS
+from hw.tile_walker import TILE_PIXEL_BITS
 
-COMP_LIMIT = 1 << 10            # hw/framing.py COMP_BITS: component index width
-TILE_PIXEL_LIMIT = 1 << 16      # hw/bit_unpacker.py TILE_PIXEL_BITS
-RAW_BPP_LIMIT = 1 << 15         # hw/bit_unpacker.py RAW_BPP_BITS
+# hw/ and golden/ never import each other; this check needs both, so it lives here, and takes
+# the counter widths from the hardware blocks that have them.
+COMP_LIMIT = 1 << COMP_BITS
+TILE_PIXEL_LIMIT = 1 << TILE_PIXEL_BITS
+RAW_BPP_LIMIT = 1 << RAW_BPP_BITS
 
 
 class CapacityError(ValueError):
