@@ -17,23 +17,25 @@ bit b % 64 of word b // 64, the last word zero-padded), each into its own tile b
 tile's end the raw payload is chosen when coded_words >= raw_words. The header (length, mode,
 tile number mod 1024, CRC-32 over the payload bytes followed by header bits 0..31) precedes the
 payload but depends on all of it, hence whole-tile buffers, double-buffered (banks 0 and 1) so
-the next tile packs while the previous one is sent; and the CRC is computed by one 64-bit CRC
-step reading the chosen payload back from its buffer just before the tile is sent (two CRCs
-running during packing would cost twice the logic for a payload that is then thrown away).
+the next tile packs while the previous one is sent. Each payload runs its own 64-bit CRC step as
+its words are written, so the header is ready a few clocks after the tile's last token and the
+tile goes out at once (one CRC step reading the chosen payload back before sending, as an earlier
+version did, saves one CRC's logic but delays every tile, and the end of the stream, by its
+payload).
 
 Pipeline: P1 (bit position, shift by position mod 8), P2 (shift by bytes into a 64-bit
-accumulator, full word out; a tile's end waits one clock in `pend`), W (word into the buffer),
-F (mode choice, header bits 0..31), E (CRC pass over the chosen payload, header, payload words).
+accumulator, full word out; a tile's end waits one clock in `pend`), W (word into the buffer and
+its payload's CRC), F (mode choice, header bits 0..31, the chosen CRC), E (header with its CRC
+finished over bits 0..31, payload words).
 `i.ready` depends on registers only; `o.ready` reaches the E stage and the buffer read enables
 combinationally.
 
 Throughput: one token pair per clock sustained, as long as sending a tile takes no longer than
-packing the next: E needs 2 x payload words + 7 clocks per tile (+ the sink's stalls) and starts
+packing the next: E needs payload words + 3 clocks per tile (+ the sink's stalls) and starts
 about 6 clocks after the tile's last token, the packing needs one clock per value, and payload
-words <= raw words <= values / 4 + 1 (bits <= 16), so tiles of 28 values or more never stall the
-input (measured at full rate: 1.011 cycles/value for 64-value tiles of 16-bit raw values, end of
-stream included; 1.11 for 16-value tiles). The input stalls only while both banks wait to be
-sent. Latency from taking a tile's last token to its header on `o`: payload words + 12 clocks.
+words <= raw words <= values / 4 + 1 (bits <= 16), so tiles of 16 values or more never stall the
+input. The input stalls only while both banks wait to be sent. Latency from taking a tile's last
+token to its header on `o`: 8 clocks.
 
 Storage: two memories (coded, raw) of 2 x `max_tile_words` x 64 bits (two banks each), one write
 and one read port each. `max_tile_words` must be at least the raw words of the largest tile the
@@ -111,6 +113,7 @@ class BitPacker(wiring.Component):
         # -- P and W for both payloads -----------------------------------------------------------
         mems = {}
         fin = {}                               # word count of each payload of the tile
+        fcrc = {}                              # its CRC state over the payload bytes
         fin_valid = Signal()
         fin_bank = Signal()
         overflow = Signal()
@@ -120,8 +123,9 @@ class BitPacker(wiring.Component):
             mem = Memory(shape=WORD_BITS, depth=2 * depth, init=[])
             m.submodules[name] = mem
             mems[name] = mem
-            fin[name] = self._payload(m, name, self.i.p[name], take, tile_end, wb, mem,
-                                      depth, count_shape, fin_valid, fin_bank, overflow)
+            fin[name], fcrc[name] = self._payload(m, name, self.i.p[name], take, tile_end, wb,
+                                                  mem, depth, count_shape, fin_valid, fin_bank,
+                                                  overflow)
 
         # A raw payload longer than the buffer: the profile's tiles are too large for this
         # instance; such tiles go out cut short (and fail their length check when read).
@@ -147,8 +151,10 @@ class BitPacker(wiring.Component):
             f_raw.eq(coded_words >= raw_words),
             f_len.eq(Mux(f_raw, raw_words, coded_words)),
         ]
+        crc_bank = Array(Signal(32, name=f"crc{b}") for b in range(2))
         with m.If(fin_valid):
             m.d.sync += [
+                crc_bank[fin_bank].eq(Mux(f_raw, fcrc["raw"], fcrc["coded"])),
                 length[fin_bank].eq(f_len),
                 use_raw[fin_bank].eq(f_raw),
                 low[fin_bank].eq(Cat(f_len, Const(0, LEN_BITS - len(f_len)), f_raw, Const(0, 1),
@@ -157,25 +163,22 @@ class BitPacker(wiring.Component):
             ]
             m.d.comb += ready_set.eq(Mux(fin_bank, 0b10, 0b01))
 
-        # -- E: CRC pass over the chosen payload, then the header, then the payload -------------
-        # One CRC engine reads the chosen payload back before the tile is sent, rather than two
-        # (coded and raw) running while the tile packs: the header comes first but depends on
-        # every payload word, and only one of the payloads is ever sent. Sending a tile thus
-        # takes 2 x payload + 7 clocks (WAIT 1, CRC payload + 4, HEADER 1, SEND payload + 1),
-        # below the values of any tile that is not tiny (payload <= raw words <= values / 4).
+        # -- E: header (its CRC finished over bits 0..31), then the payload ------------------
+        # Sending a tile takes payload + 3 clocks (WAIT 1, HEADER 1, SEND payload + 1).
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         eb = Signal()                          # bank being sent
         e_raw = Signal()                       # the payload read comes from the raw buffer
         e_len = Signal(count_shape)
         e_low = Signal(32)
+        e_crc = Signal(32)
         pos = Signal(count_shape)              # next payload word to read
         rd_en = Signal()
         rd_addr = Signal(range(2 * depth))
         # The reads after a tile's last word (pos >= length, possibly = depth) are never used.
         m.d.comb += rd_addr.eq(Mux(eb, depth, 0) + Mux(pos < depth, pos, 0))
-        # Both buffers' outputs are registered (`rdq`) before the payload choice and the CRC tree
-        # or the output: a block RAM's data output is slow.
+        # Both buffers' outputs are registered (`rdq`) before the payload choice and the
+        # output: a block RAM's data output is slow.
         rdq_en = Signal()
         rdq = {}
         for name in ("coded", "raw"):
@@ -187,11 +190,6 @@ class BitPacker(wiring.Component):
         word = Signal(WORD_BITS)
         m.d.comb += word.eq(Mux(e_raw, rdq["raw"], rdq["coded"]))
 
-        crc = Signal(32)
-        crc_word = Signal(WORD_BITS)           # `word` registered: the payload choice and the
-        issued = Signal()                      # CRC tree in one clock would be too long
-        chosen = Signal()                      # `word` holds a payload word (read 2 clocks ago)
-        absorb = Signal()                      # `crc_word` holds one
         header = Signal(WORD_BITS)
         sent = Signal(count_shape)             # payload words sent
 
@@ -203,28 +201,14 @@ class BitPacker(wiring.Component):
                 with m.If(ready.bit_select(eb, 1)):
                     m.d.sync += [
                         e_raw.eq(use_raw[eb]), e_len.eq(length[eb]), e_low.eq(low[eb]),
-                        pos.eq(0), crc.eq(CRC32_INIT), issued.eq(0), chosen.eq(0),
-                        absorb.eq(0),
+                        e_crc.eq(crc_bank[eb]), pos.eq(0),
                     ]
-                    m.next = "CRC"
-            with m.State("CRC"):
-                more = pos != e_len
-                m.d.comb += [rd_en.eq(1), rdq_en.eq(1)]
-                m.d.sync += [
-                    issued.eq(more), chosen.eq(issued), absorb.eq(chosen), crc_word.eq(word),
-                ]
-                with m.If(more):
-                    m.d.sync += pos.eq(pos + 1)
-                with m.If(absorb):
-                    m.d.sync += crc.eq(crc32_next(crc, crc_word))
-                with m.If(~more & ~issued & ~chosen & ~absorb):
-                    m.d.sync += pos.eq(0)
                     m.next = "HEADER"
             with m.State("HEADER"):
                 # Word 0 is read here, so that it is in `rdq` when the header goes out.
                 m.d.comb += rd_en.eq(1)
                 m.d.sync += [
-                    header.eq(Cat(e_low, crc32_next(crc, e_low) ^ CRC32_XOROUT)),
+                    header.eq(Cat(e_low, crc32_next(e_crc, e_low) ^ CRC32_XOROUT)),
                     pos.eq(1),
                     sent.eq(0),
                 ]
@@ -272,8 +256,9 @@ class BitPacker(wiring.Component):
     @staticmethod
     def _payload(m, name, tok, take, tile_end, wb, mem, depth, count_shape, fin_valid,
                  fin_bank, overflow):
-        """P and W of one payload; returns its word count at the tile's end (valid with
-        `fin_valid`, which both payloads drive identically: their tiles end together)."""
+        """P and W of one payload; returns its word count and CRC state at the tile's end
+        (valid with `fin_valid`, which both payloads drive identically: their tiles end
+        together)."""
         width = len(tok.value)
         assert width < WORD_BITS  # a tile's first token never fills a word (see pend)
 
@@ -341,11 +326,16 @@ class BitPacker(wiring.Component):
             port.en.eq(ev.has_word & room),
         ]
         new_words = Mux(ev.has_word & room, words + 1, words)
+        # The CRC over exactly the stored words (a coded payload past `depth` is never sent).
+        crc = Signal(32, init=CRC32_INIT, name=f"{name}_crc")
+        fcrc = Signal(32, name=f"{name}_fin_crc")
+        new_crc = Mux(ev.has_word & room, crc32_next(crc, ev.word), crc)
         with m.If(ev.end):
-            m.d.sync += [words.eq(0), fwords.eq(new_words)]
+            m.d.sync += [words.eq(0), fwords.eq(new_words), crc.eq(CRC32_INIT),
+                         fcrc.eq(new_crc)]
         with m.Else():
-            m.d.sync += words.eq(new_words)
+            m.d.sync += [words.eq(new_words), crc.eq(new_crc)]
         if name == "raw":
             m.d.sync += [fin_valid.eq(ev.end), fin_bank.eq(ev.bank)]
             m.d.comb += overflow.eq(ev.has_word & ~room)
-        return fwords
+        return fwords, fcrc

@@ -19,8 +19,11 @@ Stream contract
 - `error`: the transform's group-size check or the encoder's symbol check failed, or the
   packer's tile buffer overflowed (the profile's tiles exceed `max_tile_words`).
 
-Throughput one value per clock sustained (every block is 1 value/clock and fully backpressured);
-the latency is the sum of the blocks' (the encoder's pixel lookahead dominates: one pixel).
+Throughput one value per clock sustained (every block is 1 value/clock and fully backpressured).
+A value's tile leaves when the tile is packed: the header (length, CRC) precedes the payload, so
+the last word of a stream trails its last value by the encoder's lookahead D (0 for profiles
+without zero flags, at most C; hw/vlc_encoder.py), the last tile's payload words and about 30
+clocks of pipeline.
 """
 
 from amaranth.hdl import Module, Signal, signed

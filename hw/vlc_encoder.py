@@ -14,11 +14,23 @@ Stream contract
 - `error`: high while the configured C is 0 or larger than `max_channels` (the pixel buffer
   would not hold a pixel; tokens are then meaningless).
 
-Throughput one value per clock sustained. Latency: C + 8 clocks from taking a pixel's first
-value to presenting its first token pair on `o`, because the zero flag of a class sits in its
-first component's token but depends on every component of the class in the pixel: a pixel is
-written into one half of a double buffer while the per-class "non-zero" bits are OR-ed, and read
-out of it (to make the tokens) while the next pixel fills the other half.
+Throughput one value per clock sustained. The zero flag of a class sits in its first
+component's token but depends on every component of the class in the pixel, so a pixel is written
+into one half of a double buffer while the per-class "non-zero" bits are OR-ed, and read out of it
+(to make the tokens) while the next pixel fills the other half. The read side does not wait for the
+whole pixel: component j is read as soon as components 0..j + D are in the buffer, where D (the
+lookahead) is the widest span, last component minus first, of any zero-flagged class that is not
+dropped. Latency: D + 9 clocks from taking a pixel's first value to presenting its first token
+pair on `o` (C + 8 while the block waits for whole pixels); profiles without zero flags have D = 0,
+as do all the bundled ones but conv1's (tests/fixtures/profiles).
+
+D is worked out from the configuration, never taken from it: every class map write (j, class)
+updates that class's first component and span, a write to index 0 starting a new map; at the commit
+write (global 7) a five-clock max over the spans of the zero-flagged classes gives D. D is used only
+when the class map was written in index order 0, 1, ... up to at least C - 1 since its last index-0
+write; any other order (or a C past what was written) leaves the block waiting for whole pixels, as
+safe as before. The first pixel after a commit that arrives before D is known is read whole; the
+lookahead applies from the next pixel on (or at once when no read has begun).
 
 Write side: S0 (class map read; pixel start/end and q != 0 decided here so that S2 only
 combines), S1 (the class registered), S2 (buffer write, per-class flags). Read side: R0 (buffer
@@ -45,6 +57,7 @@ from hw.config import (
     CLASS_MODE,
     CLASS_ZFLAG,
     GLOBAL_CHANNELS,
+    GLOBAL_COMMIT,
     MODE_DROP,
     MODE_HUFFMAN,
     MODE_RAW,
@@ -195,6 +208,76 @@ class VlcEncoder(wiring.Component):
 
         m.d.comb += self.error.eq((channels == 0) | (channels > self.max_channels))
 
+        # -- lookahead D from the class map writes (see the module docstring) ------------------
+        # T: the write registered; U: the class's first component (or this one when new) and,
+        # one clock later, its span. `ordered`/`expect` check that the map was written 0, 1, ...
+        cm_t = Signal(data.StructLayout({"valid": 1, "j": COMP_BITS + 1, "cls": cls_bits}))
+        m.d.sync += [
+            cm_t.valid.eq(is_region[REGION_CLASSMAP]),
+            cm_t.j.eq(Mux(cfg_index < self.max_channels, cfg_index, self.max_channels)),
+            cm_t.cls.eq(cfg_data[:cls_bits]),
+        ]
+        first_of = Array(Signal(COMP_BITS, name=f"first_of{c}") for c in range(ncls))
+        span = Array(Signal(COMP_BITS, name=f"span{c}") for c in range(ncls))
+        cls_seen = Signal(ncls)
+        expect = Signal(COMP_BITS + 1)         # the next index of an in-order class map
+        ordered = Signal()
+        cm_u = Signal(data.StructLayout({"valid": 1, "j": COMP_BITS, "f": COMP_BITS,
+                                         "cls": cls_bits}))
+        t_onehot = Signal(ncls)
+        m.d.comb += t_onehot.eq(1 << cm_t.cls)
+        t_new = (cm_t.j == 0) | ~(cls_seen & t_onehot).any()
+        m.d.sync += [
+            cm_u.valid.eq(cm_t.valid & (cm_t.j < self.max_channels)),
+            cm_u.j.eq(cm_t.j),
+            cm_u.f.eq(Mux(t_new, cm_t.j, first_of[cm_t.cls])),
+            cm_u.cls.eq(cm_t.cls),
+        ]
+        with m.If(cm_u.valid):
+            m.d.sync += span[cm_u.cls].eq(cm_u.j - cm_u.f)
+        with m.If(cm_t.valid):
+            with m.If(t_new):
+                m.d.sync += first_of[cm_t.cls].eq(cm_t.j)
+            with m.If(cm_t.j == 0):
+                m.d.sync += [cls_seen.eq(t_onehot), expect.eq(1), ordered.eq(1)]
+                m.d.sync += [span[c].eq(0) for c in range(ncls)]
+            with m.Elif(cm_t.j == expect):
+                m.d.sync += [cls_seen.eq(cls_seen | t_onehot), expect.eq(expect + 1)]
+            with m.Else():
+                m.d.sync += ordered.eq(0)
+
+        # At the commit: spans of the zero-flagged coded classes, then a tree of maxima.
+        commit = Signal()
+        m.d.comb += commit.eq(is_region[REGION_GLOBAL] & (cfg_index == GLOBAL_COMMIT))
+        levels = [[Signal(COMP_BITS, name=f"dmax0_{c}") for c in range(ncls)]]
+        lvl_valid = [Signal(name="dmax_valid0")]
+        lvl_ok = Signal()                      # D may be used: an in-order map covering C
+        m.d.sync += lvl_valid[0].eq(commit)
+        with m.If(commit):
+            m.d.sync += lvl_ok.eq(ordered & (expect >= channels) & ~self.error)
+        for c in range(ncls):
+            m.d.sync += levels[0][c].eq(Mux(zflag[c] & (mode[c] != MODE_DROP), span[c], 0))
+        while len(levels[-1]) > 1:
+            prev = levels[-1]
+            nxt = [Signal(COMP_BITS, name=f"dmax{len(levels)}_{c}")
+                   for c in range((len(prev) + 1) // 2)]
+            for c, s_ in enumerate(nxt):
+                a = prev[2 * c]
+                b = prev[2 * c + 1] if 2 * c + 1 < len(prev) else a
+                m.d.sync += s_.eq(Mux(a > b, a, b))
+            v = Signal(name=f"dmax_valid{len(levels)}")
+            m.d.sync += v.eq(lvl_valid[-1])
+            levels.append(nxt)
+            lvl_valid.append(v)
+        lead_d = levels[-1][0]
+        lead_done = lvl_valid[-1]              # D is in lead_d this clock
+        lead = Signal(COMP_BITS)
+        lead_ok = Signal()
+        with m.If(commit):
+            m.d.sync += lead_ok.eq(0)
+        with m.Elif(lead_done):
+            m.d.sync += [lead.eq(lead_d), lead_ok.eq(lvl_ok)]
+
         # -- pixel double buffer ---------------------------------------------------------------
         entry = data.StructLayout({
             "q": signed(self.q_width),
@@ -227,6 +310,7 @@ class VlcEncoder(wiring.Component):
         seen = Signal(ncls)                    # classes met so far in the pixel
         nz = Signal(ncls)                      # classes with a non-zero value so far
 
+        wcount = Signal(COMP_BITS + 1)          # components of the pixel in bank wb so far
         s2_go = s2.valid & ~full.bit_select(wb, 1)
         w_adv = ~s2.valid | s2_go
         m.d.comb += [
@@ -259,7 +343,8 @@ class VlcEncoder(wiring.Component):
             pb_wr.en.eq(s2_go),
         ]
         with m.If(s2_go):
-            m.d.sync += [seen.eq(seen_before | cls_onehot), nz.eq(nz_after)]
+            m.d.sync += [seen.eq(seen_before | cls_onehot), nz.eq(nz_after),
+                         wcount.eq(Mux(s2.last, 0, s2.v.comp + 1))]
             with m.If(s2.last):
                 m.d.comb += full_set.eq(Mux(wb, 0b10, 0b01))
                 m.d.sync += [nz_bank[wb].eq(nz_after), wb.eq(~wb)]
@@ -268,9 +353,16 @@ class VlcEncoder(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
 
+        # Component rcount is read when its pixel is whole, or (`early`) when rcount + D, kept
+        # in `rlimit`, is below the components written so far: the bank being read and not
+        # yet full is then the one being written (the writer is at most one pixel ahead), and
+        # the live non-zero bits `nz` hold every class whose last component is in.
         rb = Signal()                          # bank being read
         rcount = Signal(COMP_BITS)
-        r_go = advance & full.bit_select(rb, 1)
+        rlimit = Signal(COMP_BITS + 1)         # rcount + D
+        early = Signal()                       # the pixel being read may be read early
+        rb_full = full.bit_select(rb, 1)
+        r_go = advance & (rb_full | (early & (rlimit < wcount)))
         m.d.comb += [
             pb_rd.addr.eq(Cat(rcount[:comp_bits], rb)),
             pb_rd.en.eq(advance),
@@ -278,13 +370,18 @@ class VlcEncoder(wiring.Component):
         r1_valid = Signal()
         r1_nz = Signal(ncls)
         with m.If(advance):
-            m.d.sync += [r1_valid.eq(r_go), r1_nz.eq(nz_bank[rb])]
+            m.d.sync += [r1_valid.eq(r_go), r1_nz.eq(Mux(rb_full, nz_bank[rb], nz))]
         with m.If(r_go):
             with m.If(rcount == last_comp):
-                m.d.sync += [rcount.eq(0), rb.eq(~rb)]
+                m.d.sync += [rcount.eq(0), rb.eq(~rb), rlimit.eq(lead), early.eq(lead_ok)]
                 m.d.comb += full_clr.eq(Mux(rb, 0b10, 0b01))
             with m.Else():
-                m.d.sync += rcount.eq(rcount + 1)
+                m.d.sync += [rcount.eq(rcount + 1), rlimit.eq(rlimit + 1)]
+        # A new D applies at once when no pixel is being read, else from the next pixel on.
+        with m.If(lead_done & (rcount == 0) & ~r_go):
+            m.d.sync += [rlimit.eq(lead_d), early.eq(lvl_ok)]
+        with m.If(commit):
+            m.d.sync += early.eq(0)
 
         # R1: the entry, registered straight out of the buffer (a block RAM's output is slow to
         # route, and the class selects a parameter set from a 16-way multiplexer next).

@@ -6,6 +6,8 @@ golden token pairs (`tokens`, `raw_tokens`), runs sim/tb_vlc_encoder.py on the V
 encoder and compares every coded token, raw token and tile flag with the golden ones. Streams run
 with random valid gaps and ready stalls, and at full rate into an always-ready sink, where the
 cycles per value over the whole tensor (pixel-buffer fill included) must stay within 1.02.
+The lookahead tests check that the read side runs D components behind the write side (D from the
+class map, docs in hw/vlc_encoder.py) and falls back to whole pixels for a map written out of order.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sim.runner import run_cocotb
 from sim.tb_framed import design_verilog, feature_map
 from sim.tb_vlc_encoder import (
     encoder_data,
+    every_mode_classes,
     every_mode_profile,
     fixture_map,
     identity_profile,
@@ -51,7 +54,8 @@ def _run(name, data, rate="stalls", testcase="vlc_encoder_stream", seed=1, **ext
     if not out:
         return out
     # The one comparison: every field of every token pair, in stream order.
-    out["equal"] = all(np.array_equal(out[k], data[f"exp_{k}"]) for k in FIELDS)
+    reps = int(extra.get("repeat", 1))
+    out["equal"] = all(np.array_equal(out[k], np.tile(data[f"exp_{k}"], reps)) for k in FIELDS)
     return out
 
 
@@ -169,3 +173,66 @@ def test_mismatch_is_caught(rng):
     data["writes"] = writes
     out = _run("wrong-config", data)
     assert not out["equal"] and int(out["mismatches"]) > 0
+
+
+# -- lookahead: the read side D components behind the write side ---------------------------------
+
+SPAN = 21
+PIPE = 11        # clocks the last token pair trails the last value by with D = 0 (tail, below)
+
+
+def _span_profile(rng, channels: int = MAX_CHANNELS):
+    """Classes on contiguous runs: zero-flagged ones spanning SPAN (the widest), 5 and 0
+    components, the rest classes without a flag, so the lookahead D is SPAN."""
+    classes = every_mode_classes(rng)
+    plain = [c for c, k in enumerate(classes) if not k.zflag and k.mode != "drop"]
+    cmap = rng.choice(plain, size=channels)
+    cmap[7:7 + SPAN + 1:4] = 5                 # rice, zero flag: components 7 .. 7 + SPAN
+    cmap[7 + SPAN] = 5
+    cmap[40:46] = 11                           # huffman, zero flag: a run of 6
+    cmap[50] = 2                               # raw 1-bit, zero flag: one component
+    cmap[60:] = 0                              # dropped
+    return identity_profile(classes, cmap, tile_pixels=3)
+
+
+def _tail(out, values):
+    """`cycles` minus the values: what the last token pair trails the input by (at full rate)."""
+    return int(out["cycles"]) - values
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+def test_lookahead(rng, rate):
+    """Bit-exact with the read side D = SPAN behind; at full rate the last token pair follows the
+    last value by D plus the pipeline, not by a whole pixel. Run twice, reprogrammed in between."""
+    prof = _span_profile(rng)
+    q = random_q(prof, rng, 40)
+    out = _run(f"lookahead-{rate}", encoder_data(prof, q), rate, repeat=2)
+    _check(out, rate)
+    if rate == "full_rate":
+        tail = _tail(out, q.size)
+        assert tail <= SPAN + PIPE, f"tail {tail} clocks: the read side waited for whole pixels"
+
+
+def test_lookahead_out_of_order_map(rng):
+    """A class map written out of index order gives no lookahead (the block cannot vouch for D):
+    still bit-exact, and the read side waits for whole pixels."""
+    prof = _span_profile(rng)
+    q = random_q(prof, rng, 20)
+    data = encoder_data(prof, q)
+    writes = data["writes"]
+    rows = np.flatnonzero(writes[:, 0] >> 16 == 2)
+    assert rows.size == prof.channels
+    writes[rows] = writes[rows[::-1]]          # index C-1 first, index 0 last
+    out = _run("lookahead-reversed", data, "full_rate")
+    _check(out, "stalls")                      # bit-exact; 20 pixels of C fill exceed 1.02
+    assert _tail(out, q.size) >= prof.channels, "a reversed map must not enable the lookahead"
+
+
+def test_lookahead_no_zero_flag(rng):
+    """No zero-flagged class: D = 0, tokens follow values at pipeline latency."""
+    classes = [k for k in every_mode_classes(rng) if not k.zflag]
+    prof = identity_profile(classes, rng.integers(0, len(classes), size=MAX_CHANNELS), 4)
+    q = random_q(prof, rng, 30)
+    out = _run("lookahead-none", encoder_data(prof, q), "full_rate")
+    _check(out, "full_rate")
+    assert _tail(out, q.size) <= PIPE
