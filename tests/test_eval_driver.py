@@ -110,6 +110,8 @@ def test_digits_path(tmp_path, capsys):
     (["--images", "0"], "at least 1"),
     (["--points", "pca:7"], "TRANSFORM:N:B"),
     (["--points", "wht:12:6"], "power-of-two"),
+    (["--points", "pca:C:6:auto:drop"], "TRANSFORM:N:B"),
+    (["--points", "pca:C:6:pooled-huffman:keep"], "never drops"),
 ])
 def test_errors(args, msg, capsys):
     assert evaluate.main(args) == 2
@@ -141,3 +143,14 @@ def test_cli_forwards(capsys):
     assert main(["eval", "--weights", "/nonexistent.pth", "--imagenet", "/tmp"]) == 2
     assert "no such weights file" in capsys.readouterr().err
     assert Path(evaluate.OUT).name == "reports"
+
+
+def test_keep_point():
+    """`:keep` calibrates without dropping classes and is its own method and key."""
+    pt = evaluate.parse_point("pca:C:6:auto:keep")
+    assert (pt.transform, pt.group, pt.bits, pt.coder, pt.drop) == ("pca", evaluate.FULL, 6,
+                                                                    "auto", False)
+    assert pt.key == "pca-NC-B6-auto-keep" and pt.method == "fmcodec: PCA N=C, no drop"
+    plain = evaluate.parse_point("pca:C:6")
+    assert plain.drop and plain.key == "pca-NC-B6-auto" and plain.method == "fmcodec: PCA N=C"
+    assert any(not p.drop for p in evaluate.sweep(quick=True))

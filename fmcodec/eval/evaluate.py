@@ -59,6 +59,7 @@ class Point:
     bits: int
     coder: str = "auto"
     top1: bool = True   # False: bits/value only (the group-size curve)
+    drop: bool = True   # False: classes all zero in calibration are kept (``calibrate(drop=)``)
 
     @property
     def method(self) -> str:
@@ -66,24 +67,30 @@ class Point:
             return "paper: PCA full C, pooled Huffman"
         if self.transform == "identity":
             return "fmcodec: no transform"
-        return f"fmcodec: {self.transform.upper()} N={'C' if self.group == FULL else self.group}"
+        keep = "" if self.drop else ", no drop"
+        n = "C" if self.group == FULL else self.group
+        return f"fmcodec: {self.transform.upper()} N={n}{keep}"
 
     @property
     def key(self) -> str:
         n = "C" if self.group == FULL else str(self.group)
-        return f"{self.transform}-N{n}-B{self.bits}-{self.coder}"
+        return f"{self.transform}-N{n}-B{self.bits}-{self.coder}" + ("" if self.drop else "-keep")
 
 
 def sweep(quick: bool) -> list[Point]:
     """The default operating points; group-size curve points carry ``top1=False``.
 
     B below 5 (N = 8) or 6 (N = C) costs several points of top-1 on the digits network, so the
-    default sweep spends its time around the 0.5 pp budget.
+    default sweep spends its time around the 0.5 pp budget. The ``drop=False`` points keep the
+    components that were all zero in the calibration images (coded behind a zero flag): at the
+    same step they reconstruct exactly what the paper's method does, whereas a dropped
+    component that a held-out image does use is lost.
     """
     if quick:
         pts = [Point("identity", 8, 8)]
         pts += [Point("pca", 8, b) for b in (5, 6)]
         pts += [Point("pca", FULL, b) for b in (6, 7)]
+        pts += [Point("pca", FULL, 6, drop=False)]
         pts += [Point("pca", FULL, b, "pooled-huffman") for b in (6, 7)]
         curve_b, curve_t = CURVE_BITS, ("pca",)
     else:
@@ -91,6 +98,7 @@ def sweep(quick: bool) -> list[Point]:
         pts += [Point(t, 8, 6) for t in ("dct", "wht")]
         pts += [Point("pca", 8, b) for b in (5, 6, 7)]
         pts += [Point("pca", FULL, b) for b in (6, 7, 8)]
+        pts += [Point("pca", FULL, b, drop=False) for b in (5, 6)]
         pts += [Point("pca", FULL, b, "pooled-huffman") for b in (6, 7, 8)]
         curve_b, curve_t = CURVE_BITS, ("pca",)
     have = {(p.transform, p.group, p.bits, p.coder) for p in pts}
@@ -102,16 +110,18 @@ def sweep(quick: bool) -> list[Point]:
 
 
 def parse_point(spec: str) -> Point:
-    """``TRANSFORM:N:B[:CODER]`` (N a number or C) -> Point, e.g. ``pca:8:6``,
-    ``pca:C:7:pooled-huffman``."""
+    """``TRANSFORM:N:B[:CODER][:keep]`` (N a number or C) -> Point, e.g. ``pca:8:6``,
+    ``pca:C:7:pooled-huffman``, ``pca:C:6:auto:keep`` (no class dropped)."""
     from golden.calibrate import CODERS
     from golden.profile import TRANSFORMS
 
     parts = spec.split(":")
-    if len(parts) not in (3, 4):
-        raise EvalError(f"--points {spec!r}: expected TRANSFORM:N:B[:CODER], e.g. pca:8:6")
+    keep = len(parts) == 5 and parts[4] == "keep"
+    if len(parts) not in (3, 4) and not keep:
+        raise EvalError(f"--points {spec!r}: expected TRANSFORM:N:B[:CODER][:keep], "
+                        f"e.g. pca:8:6 or pca:C:6:auto:keep")
     t, n, b = parts[:3]
-    coder = parts[3] if len(parts) == 4 else "auto"
+    coder = parts[3] if len(parts) >= 4 else "auto"
     if t not in TRANSFORMS:
         raise EvalError(f"--points {spec!r}: transform must be one of {', '.join(TRANSFORMS)}")
     if coder not in CODERS:
@@ -125,7 +135,9 @@ def parse_point(spec: str) -> Point:
         raise EvalError(f"--points {spec!r}: N must be positive (or C), B in 2..16")
     if t == "wht" and group != FULL and group & (group - 1):
         raise EvalError(f"--points {spec!r}: WHT needs a power-of-two N")
-    return Point(t, group, bits, coder)
+    if keep and coder == "pooled-huffman":
+        raise EvalError(f"--points {spec!r}: the paper's method never drops (no :keep)")
+    return Point(t, group, bits, coder, drop=not keep)
 
 
 def profile_images(shape, budget: int = 1024) -> int:
@@ -309,7 +321,7 @@ def evaluate(args, log=None) -> dict:
                 xc = cal[name][:profile_images(x.shape)]
                 prof = calibrate(xc, transform=pt.transform,
                                  group=c if pt.group == FULL else pt.group, bits=pt.bits,
-                                 coder=pt.coder, relu=_relu(name, placement))
+                                 coder=pt.coder, relu=_relu(name, placement), drop=pt.drop)
                 profiles[name] = prof
                 s, (q, enc, xh) = _layer_stats(x, prof)
                 if name == names[-1]:
@@ -323,7 +335,7 @@ def evaluate(args, log=None) -> dict:
                 bar.update(1)
             op = {"method": pt.method, "key": pt.key, "transform": pt.transform,
                   "group": "C" if pt.group == FULL else pt.group, "bits": pt.bits,
-                  "coder": pt.coder, "lossless": False, "top1": None}
+                  "coder": pt.coder, "drop": pt.drop, "lossless": False, "top1": None}
             if pt.top1:
                 def replace(name, q8, scale, profiles=profiles):
                     from . import fastpath
@@ -558,9 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "images; 64 folder images with --imagenet)")
     ap.add_argument("--profile-images", type=int, default=128,
                     help="of those, at most this many calibrate the codec profiles")
-    ap.add_argument("--points", nargs="+", metavar="T:N:B[:CODER]",
+    ap.add_argument("--points", nargs="+", metavar="T:N:B[:CODER][:keep]",
                     help="operating points instead of the default sweep, e.g. pca:8:6 "
-                         "pca:C:7:pooled-huffman identity:8:8")
+                         "pca:C:7:pooled-huffman identity:8:8 pca:C:6:auto:keep (keep: no "
+                         "class dropped)")
     ap.add_argument("--placements", nargs="+", choices=("pre", "post"),
                     help="default: both")
     ap.add_argument("--weights", help="torchvision ResNet-18 ImageNet state_dict (.pth)")
