@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixture", type=Path, default=FIXTURE)
     ap.add_argument("--placement", default=".pre",
                     help="key suffix of the tensors to run (.pre: pre-ReLU conv output)")
-    ap.add_argument("--images", type=int, default=1, help="images of each layer to run")
+    ap.add_argument("--images", type=int, default=1,
+                    help="images of each layer to run (the bundled fixture holds 4: --images 4 "
+                         "runs the whole tensors)")
     ap.add_argument("--layers", default="",
                     help="comma-separated layers (e.g. conv1,layer4.0.conv1) for the single "
                          "lanes (default all)")
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lane-images", type=int, default=0,
                     help="images of each P-lane run (default P: 65,536 values per lane)")
     args = ap.parse_args(argv)
+    if args.images < 1:
+        ap.error(f"--images must be at least 1, got {args.images}")
 
     from golden.calibrate import calibrate
     from golden.stats import measure
@@ -96,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, t in layers:
         calib = t                                        # every image of the fixture
         profile = calibrate(calib, transform="pca", group=args.group, bits=args.bits)
+        if args.images > t.shape[0]:
+            raise SystemExit(f"sim: --images {args.images}: {key} holds only {t.shape[0]} "
+                             f"images")
         cases.append((key, t[: args.images], profile))
     max_c = max(p.channels for _, _, p in cases)
     max_words = max(p.raw_words(p.tile_pixels) for _, _, p in cases)
