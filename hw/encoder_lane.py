@@ -22,7 +22,7 @@ Stream contract
 Throughput one value per clock sustained (every block is 1 value/clock and fully backpressured).
 A value's tile leaves when the tile is packed: the header (length, CRC) precedes the payload, so
 the last word of a stream trails its last value by the encoder's lookahead D (0 for profiles
-without zero flags, at most C; hw/vlc_encoder.py), the last tile's payload words and about 30
+without zero flags, at most C; hw/vlc_encoder.py), the last tile's payload words and a few tens of
 clocks of pipeline.
 """
 
