@@ -44,7 +44,7 @@ depends only on registers.
 Storage: pixel buffer 2 x max_channels x (q_width + class bits + 2) bits, class map
 max_channels x class bits, Huffman table max_classes x 64 x 21 bits, plus registers for the
 per-class parameters and escape codes and, for D, a first component and a span per class and the
-max tree (about 2 x max_classes x 10 bits more).
+max tree (about 4 x max_classes x 10 bits of registers in all).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
