@@ -49,7 +49,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.config import GLOBAL_COMMIT, REGION_GLOBAL, config_signature, index, region
-from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+from hw.crc import CRC32_XOROUT, Crc32, crc32_next
 from hw.vlc_encoder import token_pair
 
 WORD_BITS = 64
@@ -113,7 +113,7 @@ class BitPacker(wiring.Component):
         # -- P and W for both payloads -----------------------------------------------------------
         mems = {}
         fin = {}                               # word count of each payload of the tile
-        fcrc = {}                              # its CRC state over the payload bytes
+        fcrc = {}                              # its finished CRC over the payload bytes
         fin_valid = Signal()
         fin_bank = Signal()
         overflow = Signal()
@@ -154,7 +154,8 @@ class BitPacker(wiring.Component):
         crc_bank = Array(Signal(32, name=f"crc{b}") for b in range(2))
         with m.If(fin_valid):
             m.d.sync += [
-                crc_bank[fin_bank].eq(Mux(f_raw, fcrc["raw"], fcrc["coded"])),
+                # kept as the CRC state, for the header bits still to come
+                crc_bank[fin_bank].eq(Mux(f_raw, fcrc["raw"], fcrc["coded"]) ^ CRC32_XOROUT),
                 length[fin_bank].eq(f_len),
                 use_raw[fin_bank].eq(f_raw),
                 low[fin_bank].eq(Cat(f_len, Const(0, LEN_BITS - len(f_len)), f_raw, Const(0, 1),
@@ -326,16 +327,19 @@ class BitPacker(wiring.Component):
             port.en.eq(ev.has_word & room),
         ]
         new_words = Mux(ev.has_word & room, words + 1, words)
-        # The CRC over exactly the stored words (a coded payload past `depth` is never sent).
-        crc = Signal(32, init=CRC32_INIT, name=f"{name}_crc")
-        fcrc = Signal(32, name=f"{name}_fin_crc")
-        new_crc = Mux(ev.has_word & room, crc32_next(crc, ev.word), crc)
         with m.If(ev.end):
-            m.d.sync += [words.eq(0), fwords.eq(new_words), crc.eq(CRC32_INIT),
-                         fcrc.eq(new_crc)]
+            m.d.sync += [words.eq(0), fwords.eq(new_words)]
         with m.Else():
-            m.d.sync += [words.eq(new_words), crc.eq(new_crc)]
+            m.d.sync += words.eq(new_words)
+        # The CRC over exactly the stored words (a coded payload past `depth` is never sent).
+        # Its `crc` is the tile's in the clock after the end (with `fin_valid`), when it
+        # restarts for the next tile (a word of which may be absorbed in that same clock).
+        crc = m.submodules[f"{name}_crc"] = Crc32(WORD_BITS)
+        restart = Signal(name=f"{name}_crc_restart")
+        m.d.sync += restart.eq(ev.end)
+        m.d.comb += [crc.clear.eq(restart), crc.valid.eq(ev.has_word & room),
+                     crc.data.eq(ev.word)]
         if name == "raw":
             m.d.sync += [fin_valid.eq(ev.end), fin_bank.eq(ev.bank)]
             m.d.comb += overflow.eq(ev.has_word & ~room)
-        return fwords, fcrc
+        return fwords, crc.crc

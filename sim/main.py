@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     rates = {"valid_prob": args.valid_prob, "ready_prob": args.ready_prob}
     cases = []
     for key, t in layers:
-        calib = t                                        # every image of the fixture
-        profile = calibrate(calib, transform="pca", group=args.group, bits=args.bits)
         if args.images > t.shape[0]:
             raise SystemExit(f"sim: --images {args.images}: {key} holds only {t.shape[0]} "
                              f"images")
+        calib = t                                        # every image of the fixture
+        profile = calibrate(calib, transform="pca", group=args.group, bits=args.bits)
         cases.append((key, t[: args.images], profile))
     max_c = max(p.channels for _, _, p in cases)
     max_words = max(p.raw_words(p.tile_pixels) for _, _, p in cases)

@@ -65,9 +65,9 @@ class Point:
     def method(self) -> str:
         if self.coder == "pooled-huffman":
             return "paper: PCA full C, pooled Huffman"
-        if self.transform == "identity":
-            return "fmcodec: no transform"
         keep = "" if self.drop else ", no drop"
+        if self.transform == "identity":
+            return f"fmcodec: no transform{keep}"
         n = "C" if self.group == FULL else self.group
         return f"fmcodec: {self.transform.upper()} N={n}{keep}"
 
