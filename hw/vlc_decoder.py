@@ -88,6 +88,7 @@ from hw.config import (
     region,
 )
 from hw.framing import COMP_BITS, framed
+from hw.register_fifo import RegisterFifo
 from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
 
 MAX_BITS = 16           # largest class `bits`
@@ -99,6 +100,8 @@ WINDOW = MAX_TOKEN + 1  # the loop's window: a flag bit and the longest token
 # stays below 64 + MAX_TOKEN and a window, plus the 15 bits a code word may add, lies within
 # three words.
 QUEUE_WORDS = 3
+IN_DEPTH = 2            # words waiting in the input FIFO
+OUT_CREDITS = 5         # values in flight after stage C (D, E, F) or waiting in the output FIFO
 OFF_MAX = WORD_BITS + MAX_TOKEN - 1
 
 # What stages D and E make of a token.
@@ -249,12 +252,18 @@ class VlcDecoder(wiring.Component):
                         with m.Case(GLOBAL_COMMIT):
                             m.d.comb += commit.eq(1)
 
-        # -- back end: D (field, symbol read) -> E (value) -> output register ----------------
-        o_free = ~self.o.valid | self.o.ready
-        e_valid = Signal()
-        e_free = ~e_valid | o_free
+        # -- back end: D (field, symbol read) -> E (symbol registered) -> F (value) -> output
+        # FIFO. D, E and F never stall: stage C fires only while fewer than OUT_CREDITS values
+        # are in flight or waiting in the FIFO (`pending`, a register), so the token loop does
+        # not see the sink's ready.
+        m.submodules.out_fifo = out_fifo = RegisterFifo(framed(self.q_width), OUT_CREDITS)
+        m.submodules.in_fifo = in_fifo = RegisterFifo(payload_word(), IN_DEPTH)
+        wiring.connect(m, out_fifo.o, wiring.flipped(self.o))
+        wiring.connect(m, wiring.flipped(self.i), in_fifo.i)
+        pending = Signal(range(OUT_CREDITS + 1))
+        room = pending != OUT_CREDITS
         d_valid = Signal()
-        d_free = ~d_valid | e_free
+        e_valid = Signal()
 
         # -- S0: component counters ----------------------------------------------------------
         # The tile's pixel count comes from the tile walker (which skips other lanes' tiles);
@@ -418,26 +427,29 @@ class VlcDecoder(wiring.Component):
         # Words in: the first word of a tile starts the queue; later ones fill the first free
         # slot. A finished tile's unused words are skipped up to its `last`.
         bits_ok = tile_loaded & win_ok
-        m.d.comb += fire.eq(c_valid & bits_ok & d_free)
+        m.d.comb += fire.eq(c_valid & bits_ok & room)
         end_tile = fire & c.tile_last
-        word = self.i.p
+        # Words come from the input FIFO's registers. A word appended to the queue is seen by
+        # the loop from the next clock on (`level` counts only the words in the queue), so no
+        # handshake is on the loop; a tile's first word goes straight into q0 and the window.
+        word = in_fifo.o.p
+
+        passed = off[6]                 # the position passed q0: it leaves at this clock's edge
+        pop = passed & (qcount != 0)    # (an overrun may have run past every word)
         new_tile = Signal()            # take the next tile's first word
         append = Signal()
         drop = Signal()
-        with m.If(draining):
-            m.d.comb += drop.eq(1)
-        with m.Elif(~tile_loaded):
-            m.d.comb += new_tile.eq(1)
-        with m.Elif(end_tile):
-            m.d.comb += [new_tile.eq(last_loaded), drop.eq(~last_loaded)]
-        with m.Else():
-            m.d.comb += append.eq(~last_loaded & (qcount < QUEUE_WORDS))
-        m.d.comb += self.i.ready.eq(new_tile | append | drop)
-        take = self.i.valid & self.i.ready
+        m.d.comb += [
+            drop.eq(draining),
+            new_tile.eq(~draining & (~tile_loaded | (end_tile & last_loaded))),
+            append.eq(~draining & tile_loaded & ~last_loaded & (qcount - pop < QUEUE_WORDS)),
+        ]
+        m.d.comb += in_fifo.o.ready.eq(new_tile | append | drop)
+        take = in_fifo.o.valid & in_fifo.o.ready
         load = take & append
 
-        # The bits from q0 on, with a word arriving now already in its slot.
-        view = Cat(*(Mux(load & (qcount == j), word.data, qw[j]) for j in range(QUEUE_WORDS)))
+        # The bits from q0 on.
+        view = Cat(*qw)
         # Candidate windows, from registers only (in parallel with the length decode): after
         # the flag bit alone, after an n_alt-bit token, after s_dd + i bits for every i.
         base_alt = Mux(win_ok, off + n_alt, off)         # not ok: reload the window at `off`
@@ -446,11 +458,10 @@ class VlcDecoder(wiring.Component):
         w_dd = view.bit_select(off + c.s_dd, WINDOW + 15)
         w_code = Cat(*((onehot & w_dd[j:j + 16]).any() for j in range(WINDOW)))
 
-        passed = off[6]                 # the position passed q0: it leaves at this clock's edge
-        pop = passed & (qcount != 0)    # (an overrun may have run past every word)
         off_now = off - Mux(passed, WORD_BITS, 0)
-        fill = level + Mux(load & ~word.empty, WORD_BITS, 0)
-        more = last_loaded | (load & word.last)     # no more words to wait for
+        fill = level                    # bits in the queue from the position on
+        arriving = Mux(load & ~word.empty, WORD_BITS, 0)
+        more = last_loaded              # no more words to wait for
 
         # What follows a token of a known length n: new offset, bits left, whether the next
         # window is complete, an overrun, a whole word left over.
@@ -493,11 +504,11 @@ class VlcDecoder(wiring.Component):
                 m.d.sync += win.eq(w_code)
             m.d.sync += [
                 off.eq(chosen("off")),
-                level.eq(chosen("left")),
+                level.eq(chosen("left") + arriving),
                 win_ok.eq(chosen("ok") | more),
             ]
         with m.Else():
-            m.d.sync += [off.eq(off_now), level.eq(fill)]
+            m.d.sync += [off.eq(off_now), level.eq(fill + arriving)]
             with m.If(~win_ok):
                 m.d.sync += [win.eq(w_alt), win_ok.eq((fill >= WINDOW) | more)]
         # The queue: q0 leaves when used up, an arriving word goes to the first free slot.
@@ -543,9 +554,11 @@ class VlcDecoder(wiring.Component):
             m.d.sync += [level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), win_ok.eq(0),
                          off.eq(0), qcount.eq(0)]
             m.d.sync += [q.eq(0) for q in qw]
-            # A whole word not needed by the code: not loaded yet, or still in the queue.
+            # A whole word not needed by the code: not loaded yet, or still in the queue. The
+            # tile's words after it are skipped up to its `last` (a word taken now may be it).
             with m.If(~last_loaded | chosen("spare")):
                 m.d.sync += [status.leftover.eq(1), status.error.eq(1)]
+            m.d.sync += draining.eq(~last_loaded & ~(load & word.last))
         with m.If(take & new_tile):
             first = Mux(word.empty, 0, word.data)
             m.d.sync += [
@@ -559,87 +572,92 @@ class VlcDecoder(wiring.Component):
                 last_loaded.eq(word.last),
                 tile_raw.eq(word.raw),
             ]
-        with m.If(drop):
-            m.d.sync += draining.eq(~(take & word.last))
+        with m.If(take & drop & word.last):
+            m.d.sync += draining.eq(0)
 
         # -- D: the field at fpos, the Huffman symbol index -----------------------------------
         d = Signal(data.StructLayout({
             "comp": COMP_BITS, "tile_last": 1, "cls": cls_bits, "kind": 2, "x": MAX_TOKEN,
             "fpos": 6, "bits": 5, "k": 4, "t": 5, "hlen": 5, "hoff": 6,
         }))
-        with m.If(d_free):
-            m.d.sync += d_valid.eq(fire)
+        m.d.sync += d_valid.eq(fire)
         with m.If(fire):
             m.d.sync += [
                 d.comp.eq(c.comp), d.tile_last.eq(c.tile_last), d.cls.eq(c.cls),
                 d.kind.eq(kind), d.x.eq(x), d.fpos.eq(fpos), d.bits.eq(c.bits), d.k.eq(c.k),
                 d.t.eq(t), d.hlen.eq(hlen), d.hoff.eq(hoff),
             ]
-        d_move = d_valid & e_free
         rev16 = Cat(*(d.x[15 - j] for j in range(16)))     # stream bit 0 most significant
         drop_bits = Signal(5)
         m.d.comb += drop_bits.eq(HUFF_MAX_LEN - d.hlen)
         prefix6 = (rev16 >> drop_bits)[:6]                # low bits of the l-bit code word
         m.d.comb += [
             sym_rd.addr.eq(Cat((prefix6 + d.hoff)[:6], d.cls)),
-            sym_rd.en.eq(d_move),
+            sym_rd.en.eq(d_valid),
         ]
 
+        # -- E: the field extracted; the symbol (a block RAM's slow output) registered ---------
         e = Signal(data.StructLayout({
             "comp": COMP_BITS, "tile_last": 1, "kind": 2, "field": MAX_BITS, "bits": 5,
             "k": 4, "t": 5,
         }))
-        with m.If(e_free):
-            m.d.sync += e_valid.eq(d_move)
-        with m.If(d_move):
+        m.d.sync += e_valid.eq(d_valid)
+        with m.If(d_valid):
             m.d.sync += [
                 e.comp.eq(d.comp), e.tile_last.eq(d.tile_last), e.kind.eq(d.kind),
                 e.field.eq((d.x >> d.fpos)[:MAX_BITS]), e.bits.eq(d.bits), e.k.eq(d.k),
                 e.t.eq(d.t),
             ]
+        f = Signal.like(e)
+        f_valid = Signal()
+        f_sym = Signal(6)
+        m.d.sync += f_valid.eq(e_valid)
+        with m.If(e_valid):
+            m.d.sync += [f.eq(e), f_sym.eq(sym_rd.data)]
 
-        # -- E: the value ---------------------------------------------------------------------
-        e_move = e_valid & o_free
+        # -- F: the value, into the output FIFO ----------------------------------------------
         qw = self.q_width
-        field_mask = _ones(e.bits, MAX_BITS)
-        sign = e.field.bit_select((e.bits - 1)[:4], 1)
+        field_mask = _ones(f.bits, MAX_BITS)
+        sign = f.field.bit_select((f.bits - 1)[:4], 1)
         sext = Signal(signed(MAX_BITS))
-        m.d.comb += sext.eq((e.field & field_mask) | Mux(sign, ~field_mask, 0))
+        m.d.comb += sext.eq((f.field & field_mask) | Mux(sign, ~field_mask, 0))
         u = Signal(MAX_BITS + 4)       # Rice: ones << k | remainder < 2^20
-        with m.If(e.kind == KIND_RICE):
-            m.d.comb += u.eq((e.t << e.k) | (e.field & _ones(e.k, MAX_BITS)))
+        with m.If(f.kind == KIND_RICE):
+            m.d.comb += u.eq((f.t << f.k) | (f.field & _ones(f.k, MAX_BITS)))
         with m.Else():
-            m.d.comb += u.eq(sym_rd.data)
+            m.d.comb += u.eq(f_sym)
         unzig = Signal(signed(MAX_BITS))
         m.d.comb += unzig.eq((u >> 1)[:MAX_BITS] ^ u[0].replicate(MAX_BITS))
         value = Signal(signed(MAX_BITS))
-        with m.Switch(e.kind):
+        with m.Switch(f.kind):
             with m.Case(KIND_ZERO):
                 m.d.comb += value.eq(0)
             with m.Case(KIND_SEXT):
                 m.d.comb += value.eq(sext)
             with m.Default():
                 m.d.comb += value.eq(unzig)
-        out_of_range = (e.kind[1] & ((u >> e.bits) != 0))    # RICE and HUFF kinds
+        out_of_range = (f.kind[1] & ((u >> f.bits) != 0))    # RICE and HUFF kinds
 
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(e_move):
-            m.d.sync += [
-                self.o.valid.eq(1),
-                self.o.p.data.eq(value[:qw]),
-                self.o.p.comp.eq(e.comp),
-                self.o.p.tile_last.eq(e.tile_last),
-            ]
-            with m.If(out_of_range):
-                m.d.sync += [status.code.eq(1), status.error.eq(1)]
+        # The FIFO always has room for F's value: `pending` counts every value fired and not
+        # yet taken from the FIFO, and C fires only below OUT_CREDITS (the FIFO's depth).
+        popped = out_fifo.o.valid & out_fifo.o.ready
+        m.d.comb += [
+            out_fifo.i.valid.eq(f_valid),
+            out_fifo.i.p.data.eq(value[:qw]),
+            out_fifo.i.p.comp.eq(f.comp),
+            out_fifo.i.p.tile_last.eq(f.tile_last),
+        ]
+        m.d.sync += pending.eq(pending + fire - popped)
+        with m.If(f_valid & out_of_range):
+            m.d.sync += [status.code.eq(1), status.error.eq(1)]
 
         # The commit starts a new tensor: counters from zero, nothing in flight, status clear.
+        m.d.comb += [out_fifo.flush.eq(commit), in_fifo.flush.eq(commit)]
         with m.If(commit):
             m.d.sync += [
                 comp.eq(0), tile_pix.eq(0), have.eq(0),
                 a_valid.eq(0), b_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
-                self.o.valid.eq(0),
+                f_valid.eq(0), pending.eq(0),
                 level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
                 win_ok.eq(0), off.eq(0), qcount.eq(0), status.eq(0),
             ]

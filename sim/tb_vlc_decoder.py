@@ -20,6 +20,7 @@ every case from the start.
 
 Outputs per case: `c<i>_data`, `c<i>_comp`, `c<i>_tile_last` (received), `c<i>_cycles` (from
 the clock taking the first word to the clock delivering the last value: fill included),
+`c<i>_latency` (clocks from taking the first word to delivering the first value),
 `c<i>_status` (decoder status, and `c<i>_unpacker_status` for the front, at the end of the case),
 `c<i>_bad_at_tile` (with param `watch_tiles`: the unpacker's bad-tile count as each tile's last
 value leaves). Each case
@@ -293,6 +294,8 @@ async def _stream_tb(dut) -> None:
         for k, v in arr.items():
             outputs[f"c{i}_{k}"] = v
         outputs[f"c{i}_cycles"] = cycles
+        outputs[f"c{i}_latency"] = int(round((snk.received_times_ns[total]
+                                              - src.sent_times_ns[sent0]) / CLOCK_NS))
         outputs[f"c{i}_status"] = int(dut.status.value.to_unsigned())
         if front:
             outputs[f"c{i}_unpacker_status"] = int(dut.unpacker_status.value.to_unsigned())

@@ -1,0 +1,59 @@
+"""Register FIFO: a few stream entries held in flip-flops, to cut handshake paths between stages.
+
+Stream contract
+---------------
+- `i` -> `o`: any payload shape, in order, nothing dropped or duplicated. `i.ready` is `count !=
+  depth` and `o.valid`/`o.payload` come straight from registers, so no combinational path runs
+  from `o.ready` to `i.ready` or from `i.valid` to `o.valid`: a downstream ready chain ends here.
+- `flush`: empties the FIFO at the clock edge (a commit that drops what is in flight).
+
+Throughput one entry per clock with `depth` >= 2 (an entry may be taken and given in the same
+clock); with `depth` = 1 an entry per two clocks. Latency one clock. Cost: `depth` registers of the
+payload's width and a `depth`-way input multiplexer per register.
+
+Blocks use it where a loop must not see a neighbour's handshake: the VLC decoder's word input
+(its token loop then depends on no upstream valid) and its value output (the loop fires on a
+credit count of its own registers, not on the sink's ready).
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class RegisterFifo(wiring.Component):
+    """`depth` entries of `shape` in registers (see the module docstring)."""
+
+    def __init__(self, shape, depth: int = 2):
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
+        self.shape = shape
+        self.depth = depth
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+            "flush": In(1),
+            "count": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = [Signal(self.shape, name=f"entry{j}") for j in range(self.depth)]
+        count = self.count
+        push = self.i.valid & self.i.ready
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [
+            self.i.ready.eq(count != self.depth),
+            self.o.valid.eq(count != 0),
+            self.o.payload.eq(regs[0]),
+        ]
+        # Entries shift towards the head on a pop; a push lands behind the last one kept.
+        kept = count - pop
+        for j, reg in enumerate(regs):
+            shifted = regs[j + 1] if j + 1 < self.depth else reg
+            held = Mux(pop, shifted.as_value(), reg.as_value())
+            m.d.sync += reg.eq(Mux(push & (kept == j), self.i.payload.as_value(), held))
+        m.d.sync += count.eq(kept + push)
+        with m.If(self.flush):
+            m.d.sync += count.eq(0)
+        return m
