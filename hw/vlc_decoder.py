@@ -28,13 +28,18 @@ hangs on bad data.
 Throughput one value per clock sustained, tile boundaries included (a tile's first word is
 loaded in the clock that decodes the previous tile's last value), as long as words arrive; any
 token (at most 33 bits) is decoded in one clock. Latency: first word taken to first value out
-4 clocks.
+9 clocks (tests/test_hw_vlc_decoder.py checks both).
 
 Pipeline
 --------
-S0 component counters -> A class map read -> B class parameters and Huffman limits read -> C
-token length (the loop) -> D field extract and Huffman symbol read -> E value -> output
-register.
+input FIFO (hw/register_fifo.py, IN_DEPTH words) -> S0 component counters -> A class map read
+-> B class parameters and Huffman limits read -> C token length (the loop) -> D field extract
+and Huffman symbol read -> E symbol registered -> F value -> output FIFO (OUT_CREDITS values).
+
+No handshake reaches the loop: words come from the input FIFO's registers, and C fires only
+while fewer than OUT_CREDITS values are past it and not yet taken (`pending`, a register), so
+D, E and F never stall and the sink's `o.ready` ends at the output FIFO. A word appended to the
+queue is used from the next clock on (`level` counts the queue's bits only).
 
 The loop is C: the length of the token in the window decides where the next token starts, so
 one clock must get from the window register through the length decode to the next window. It
