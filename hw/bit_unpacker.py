@@ -168,6 +168,8 @@ class BitUnpacker(wiring.Component):
             bad_mode = h_mode[1]
             bad_len = (h_len > max_words) | (h_raw & (h_len != max_words))
             h_limit = Mux(h_len > max_words, max_words, h_len)
+            # min(h_len, max_words) is 0 when either is: no comparison on the output path.
+            no_payload = (h_len == 0) | (max_words == 0)
             with m.If(take):
                 m.d.sync += [
                     length.eq(h_len),
@@ -181,8 +183,7 @@ class BitUnpacker(wiring.Component):
                     geom_wait.eq(GEOM_STEPS),
                 ]
                 m.d.comb += walker.o.ready.eq(1)
-                # min(h_len, max_words) is 0 when either is: no comparison on this path.
-                with m.If(self.i.p.last | (h_len == 0) | (max_words == 0)):
+                with m.If(self.i.p.last | no_payload):
                     m.d.sync += [
                         self.o.valid.eq(1),
                         self.o.p.data.eq(0),
@@ -195,7 +196,7 @@ class BitUnpacker(wiring.Component):
                     with m.If(h_len != 0):
                         m.d.sync += errs[3].eq(1)
                 with m.Else():
-                    m.d.sync += [in_tile.eq(1), dropping.eq((h_len == 0) | (max_words == 0))]
+                    m.d.sync += [in_tile.eq(1), dropping.eq(no_payload)]
         with m.Else():
             # Payload word: into the CRC; passed on up to `limit`, dropped after.
             m.d.comb += self.i.ready.eq(dropping | o_free)

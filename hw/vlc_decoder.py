@@ -37,7 +37,7 @@ input FIFO (hw/register_fifo.py, IN_DEPTH words) -> S0 component counters -> A c
 and Huffman symbol read -> E symbol registered -> F value -> output FIFO (OUT_CREDITS values).
 
 No handshake reaches the loop: words come from the input FIFO's registers, and C fires only
-while fewer than OUT_CREDITS values are past it and not yet taken (`pending`, a register), so
+while fewer than OUT_CREDITS values are past it and not yet taken (in D, E, F or the FIFO), so
 D, E and F never stall and the sink's `o.ready` ends at the output FIFO. A word appended to the
 queue is used from the next clock on (`level` counts the queue's bits only).
 
@@ -259,16 +259,18 @@ class VlcDecoder(wiring.Component):
 
         # -- back end: D (field, symbol read) -> E (symbol registered) -> F (value) -> output
         # FIFO. D, E and F never stall: stage C fires only while fewer than OUT_CREDITS values
-        # are in flight or waiting in the FIFO (`pending`, a register), so the token loop does
-        # not see the sink's ready.
+        # are in flight or waiting in the FIFO (all registers), so the token loop does not see
+        # the sink's ready.
         m.submodules.out_fifo = out_fifo = RegisterFifo(framed(self.q_width), OUT_CREDITS)
         m.submodules.in_fifo = in_fifo = RegisterFifo(payload_word(), IN_DEPTH)
         wiring.connect(m, out_fifo.o, wiring.flipped(self.o))
         wiring.connect(m, wiring.flipped(self.i), in_fifo.i)
-        pending = Signal(range(OUT_CREDITS + 1))
-        room = pending != OUT_CREDITS
         d_valid = Signal()
         e_valid = Signal()
+        f_valid = Signal()
+        pending = Signal(range(OUT_CREDITS + 4))
+        m.d.comb += pending.eq(d_valid + e_valid + f_valid + out_fifo.count)
+        room = pending < OUT_CREDITS
 
         # -- S0: component counters ----------------------------------------------------------
         # The tile's pixel count comes from the tile walker (which skips other lanes' tiles);
@@ -614,7 +616,6 @@ class VlcDecoder(wiring.Component):
                 e.t.eq(d.t),
             ]
         f = Signal.like(e)
-        f_valid = Signal()
         f_sym = Signal(6)
         m.d.sync += f_valid.eq(e_valid)
         with m.If(e_valid):
@@ -643,16 +644,14 @@ class VlcDecoder(wiring.Component):
                 m.d.comb += value.eq(unzig)
         out_of_range = (f.kind[1] & ((u >> f.bits) != 0))    # RICE and HUFF kinds
 
-        # The FIFO always has room for F's value: `pending` counts every value fired and not
-        # yet taken from the FIFO, and C fires only below OUT_CREDITS (the FIFO's depth).
-        popped = out_fifo.o.valid & out_fifo.o.ready
+        # The FIFO always has room for F's value: C fires only while fewer than OUT_CREDITS (the
+        # FIFO's depth) values are in D, E, F and the FIFO together.
         m.d.comb += [
             out_fifo.i.valid.eq(f_valid),
             out_fifo.i.p.data.eq(value[:qw]),
             out_fifo.i.p.comp.eq(f.comp),
             out_fifo.i.p.tile_last.eq(f.tile_last),
         ]
-        m.d.sync += pending.eq(pending + fire - popped)
         with m.If(f_valid & out_of_range):
             m.d.sync += [status.code.eq(1), status.error.eq(1)]
 
@@ -662,7 +661,7 @@ class VlcDecoder(wiring.Component):
             m.d.sync += [
                 comp.eq(0), tile_pix.eq(0), have.eq(0),
                 a_valid.eq(0), b_valid.eq(0), c_valid.eq(0), d_valid.eq(0), e_valid.eq(0),
-                f_valid.eq(0), pending.eq(0),
+                f_valid.eq(0),
                 level.eq(0), tile_loaded.eq(0), last_loaded.eq(0), draining.eq(0),
                 win_ok.eq(0), off.eq(0), qcount.eq(0), status.eq(0),
             ]
