@@ -16,7 +16,7 @@ Blocks use it where a loop must not see a neighbour's handshake: the VLC decoder
 credit count of its own registers, not on the sink's ready).
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,8 +51,8 @@ class RegisterFifo(wiring.Component):
         kept = count - pop
         for j, reg in enumerate(regs):
             shifted = regs[j + 1] if j + 1 < self.depth else reg
-            held = Mux(pop, shifted.as_value(), reg.as_value())
-            m.d.sync += reg.eq(Mux(push & (kept == j), self.i.payload.as_value(), held))
+            held = Mux(pop, Value.cast(shifted), Value.cast(reg))
+            m.d.sync += reg.eq(Mux(push & (kept == j), Value.cast(self.i.payload), held))
         m.d.sync += count.eq(kept + push)
         with m.If(self.flush):
             m.d.sync += count.eq(0)

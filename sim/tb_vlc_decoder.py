@@ -37,8 +37,10 @@ CLOCK_NS = 10
 # -- pytest side ------------------------------------------------------------------------------
 
 
-def read_front(q_width: int = 16, max_channels: int = 1 << 10, max_classes: int = 16):
-    """`ReadFront` (built here so the cocotb side need not import the gateware)."""
+def read_front(q_width: int = 16, max_channels: int = 1 << 10, max_classes: int = 16,
+               **depths):
+    """`ReadFront` (built here so the cocotb side need not import the gateware); `depths`
+    (`in_depth`, `out_depth`) go to the decoder."""
     from amaranth.hdl import Module
     from amaranth.lib import stream, wiring
     from amaranth.lib.wiring import In, Out
@@ -64,7 +66,8 @@ def read_front(q_width: int = 16, max_channels: int = 1 << 10, max_classes: int 
         def elaborate(self, platform):
             m = Module()
             m.submodules.unpacker = unpacker = BitUnpacker()
-            m.submodules.decoder = decoder = VlcDecoder(q_width, max_channels, max_classes)
+            m.submodules.decoder = decoder = VlcDecoder(q_width, max_channels, max_classes,
+                                                        **depths)
             for block in (unpacker, decoder):    # the configuration is broadcast
                 m.d.comb += [block.cfg.valid.eq(self.cfg.valid),
                              block.cfg.payload.eq(self.cfg.payload)]
