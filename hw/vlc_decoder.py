@@ -347,8 +347,9 @@ class VlcDecoder(wiring.Component):
         ph = Signal(range(K))
         m.d.sync += ph.eq(Mux(ph == K - 1, 0, ph + 1))
         ph_next = Mux(ph == K - 1, 0, ph + 1)
-        ph2 = Mux(ph == 0, K - 1, ph - 1)
-        ph3 = Mux(ph2 == 0, K - 1, ph2 - 1)
+        ph2 = Signal(range(K), init=K - 1)     # the context at C2
+        ph3 = Signal(range(K), init=K - 2)     # the context at C3
+        m.d.sync += [ph2.eq(ph), ph3.eq(ph2)]
 
         # -- back end registers (D, E, F), tagged with their context ---------------------------
         d_valid = Signal()
@@ -665,7 +666,7 @@ class VlcDecoder(wiring.Component):
             "w_dd": WINDOW + 15, "w_alt": WINDOW, "w_one": WINDOW,
             "lt": 16, "okv": 16, "spv": 16, "base": signed(10), "offc": 8,
             "e_keep": after_layout, "e_one": after_layout, "e_alt": after_layout,
-            "bad_code": 1,
+            "bad_code": 1, "end_tile": 1,
         }))
         m.d.sync += [
             r2.s.eq(r1.s), r2.c.eq(r1.c), r2.fire.eq(r1.fire), r2.keep.eq(r1.keep),
@@ -678,7 +679,7 @@ class VlcDecoder(wiring.Component):
             r2.w_one.eq(Cat(r1.s.win[1:], r1.cut.bit_select(r1.sh_one, 1))),
             r2.lt.eq(r1.lt), r2.okv.eq(r1.okv), r2.spv.eq(r1.spv), r2.base.eq(r1.base),
             r2.offc.eq(r1.offc), r2.e_keep.eq(r1.e_keep), r2.e_one.eq(r1.e_one),
-            r2.e_alt.eq(r1.e_alt),
+            r2.e_alt.eq(r1.e_alt), r2.end_tile.eq(r1.fire & r1.c.tile_last),
             r2.bad_code.eq((c2.mode == MODE_HUFFMAN) & ~r1.keep & ~r1.one & ~r1.alt
                            & ~r1.match.any()),
         ]
@@ -710,10 +711,15 @@ class VlcDecoder(wiring.Component):
                 value = Mux(cond, end[key], value)
             return value
 
-        end_tile = fire & c3.tile_last
-        in_valid = Array(h.o.valid for h in heads)[ph3]
+        end_tile = r2.end_tile
+        # The context's next word, as its head FIFO showed it a clock ago (only this context's
+        # C3 takes from it; a word that arrived since waits for the next turn).
+        in_valid = Signal()
         word = Signal(payload_word())
-        m.d.comb += word.eq(Array(h.o.payload.as_value() for h in heads)[ph3])
+        m.d.sync += [
+            in_valid.eq(Array(h.o.valid for h in heads)[ph2]),
+            word.eq(Array(h.o.payload.as_value() for h in heads)[ph2]),
+        ]
         pop3 = r2.pop
         new_tile = Signal()            # take the next tile's first word
         append = Signal()
@@ -726,7 +732,7 @@ class VlcDecoder(wiring.Component):
         ]
         in_ready = new_tile | append | drop
         for k, head in enumerate(heads):
-            m.d.comb += head.o.ready.eq(in_ready & (ph3 == k))
+            m.d.comb += head.o.ready.eq(in_valid & in_ready & (ph3 == k))
         take = in_valid & in_ready
         load = take & append
         arriving = Mux(load & ~word.empty, WORD_BITS, 0)
@@ -879,7 +885,7 @@ class VlcDecoder(wiring.Component):
         with m.If(restart):
             m.d.sync += [
                 c1_valid.eq(0), s.eq(0), r1.eq(0), r2.eq(0), d_valid.eq(0), e_valid.eq(0),
-                f_valid.eq(0), tin.eq(0), cur.eq(0), wsel.eq(0),
+                f_valid.eq(0), tin.eq(0), cur.eq(0), wsel.eq(0), in_valid.eq(0),
             ]
             for fr in fronts:
                 m.d.sync += [sig.eq(0) for sig in fr["resets"]]
