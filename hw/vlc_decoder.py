@@ -42,7 +42,7 @@ arrive and the tiles fit the buffers: a context must hold about two thirds of a 
 while the merger drains the tiles before it, and two of its tiles' payload words. The first
 tiles of a tensor cost a start-up: the first tile leaves at one value per three clocks, so a
 tensor takes about (values + 2 x the values of a tile) clocks. Latency: first word taken to
-first value out at most 19 clocks (tests/test_hw_vlc_decoder.py checks both against a model of
+first value out at most 21 clocks (tests/test_hw_vlc_decoder.py checks both against a model of
 this schedule).
 
 Pipeline
@@ -129,7 +129,7 @@ CONTEXTS = 3            # tiles decoded at once: the token loop takes three cloc
 # A context must hold about two thirds of its tile's values for the merger to go at one value
 # per clock: 4096 covers ResNet-18's row tiles (3,584 values at every stage).
 IN_DEPTH = 1024
-HEAD_DEPTH = 2
+HEAD_DEPTH = 3
 OUT_DEPTH = 4096
 OFF_MAX = WORD_BITS + MAX_TOKEN - 1
 
@@ -306,14 +306,30 @@ class VlcDecoder(wiring.Component):
             m.submodules[f"out_fifo{k}"] = ResetInserter(restart)(fo)
             in_fifos.append(fi)
             out_fifos.append(fo)
-        # Each context's next words wait in registers: a block RAM's output is too slow for C3.
+        # A block RAM's output is slow (about 8 ns on an ECP5-6): each FIFO's goes straight into a
+        # register, and each context's next words wait in registers for C3.
+        stage_valids = []
+
+        def staged(fifo, name):
+            valid = Signal(name=f"{name}_valid")
+            data_ = Signal(fifo.width, name=f"{name}_data")
+            ready = Signal(name=f"{name}_ready")
+            load = ~valid | ready
+            m.d.comb += fifo.r_en.eq(load)
+            with m.If(load):
+                m.d.sync += [valid.eq(fifo.r_rdy), data_.eq(fifo.r_data)]
+            stage_valids.append(valid)
+            return valid, data_, ready
+
         heads = []
         for k, fi in enumerate(in_fifos):
-            head = RegisterFifo(payload_word(), HEAD_DEPTH)
+            valid, word_k, ready = staged(fi, f"in_stage{k}")
+            head = RegisterFifo(payload_word(), HEAD_DEPTH - 1)
             m.submodules[f"in_head{k}"] = head
-            m.d.comb += [head.i.valid.eq(fi.r_rdy), head.i.payload.eq(fi.r_data),
-                         fi.r_en.eq(head.i.ready), head.flush.eq(restart)]
+            m.d.comb += [head.i.valid.eq(valid), head.i.payload.eq(word_k),
+                         ready.eq(head.i.ready), head.flush.eq(restart)]
             heads.append(head)
+        outs = [staged(fo, f"out_stage{k}") for k, fo in enumerate(out_fifos)]
         tin = Signal(range(K))         # the context the arriving tile's words go to
         m.d.comb += self.i.ready.eq(Array(f.w_rdy for f in in_fifos)[tin] & ~restart)
         for k, fi in enumerate(in_fifos):
@@ -333,12 +349,12 @@ class VlcDecoder(wiring.Component):
         cur = Signal(range(K))
         out_payload = Signal(framed(self.q_width))
         m.d.comb += [
-            out_payload.eq(Array(f.r_data for f in out_fifos)[cur]),
+            out_payload.eq(Array(data_ for _, data_, _ in outs)[cur]),
             out_head.i.payload.eq(out_payload),
-            out_head.i.valid.eq(Array(f.r_rdy for f in out_fifos)[cur]),
+            out_head.i.valid.eq(Array(valid for valid, _, _ in outs)[cur]),
         ]
-        for k, fo in enumerate(out_fifos):
-            m.d.comb += fo.r_en.eq(out_head.i.ready & (cur == k))
+        for k, (_, _, ready) in enumerate(outs):
+            m.d.comb += ready.eq(out_head.i.ready & (cur == k))
         with m.If(out_head.i.valid & out_head.i.ready & out_payload.tile_last):
             m.d.sync += cur.eq(Mux(cur == K - 1, 0, cur + 1))
 
@@ -802,27 +818,25 @@ class VlcDecoder(wiring.Component):
             m.d.comb += nxt.draining.eq(0)
         m.d.sync += s.eq(nxt)
 
-        # -- D: the field at fpos, the Huffman symbol index -----------------------------------
+        # -- D: the field at fpos; the Huffman symbol read (its index computed in C3 from the
+        # registered token: the code word's low bits plus the length's offset) -----------------
         d = Signal(data.StructLayout({
-            "ctx": range(K), "comp": COMP_BITS, "tile_last": 1, "cls": cls_bits, "kind": 2,
-            "x": MAX_TOKEN, "fpos": 6, "bits": 5, "k": 4, "t": 5, "hlen": 5, "hoff": 6,
+            "ctx": range(K), "comp": COMP_BITS, "tile_last": 1, "kind": 2, "x": MAX_TOKEN,
+            "fpos": 6, "bits": 5, "k": 4, "t": 5, "sym": cls_bits + 6,
         }))
+        rev16 = Cat(*(r2.x[15 - j] for j in range(16)))    # stream bit 0 most significant
+        drop_bits = Signal(5)
+        m.d.comb += drop_bits.eq(HUFF_MAX_LEN - 1 - r2.i_bin)
+        prefix6 = (rev16 >> drop_bits)[:6]                # low bits of the l-bit code word
         m.d.sync += d_valid.eq(fire)
         with m.If(fire):
             m.d.sync += [
                 d.ctx.eq(ph3), d.comp.eq(c3.comp), d.tile_last.eq(c3.tile_last),
-                d.cls.eq(c3.cls), d.kind.eq(r2.kind), d.x.eq(r2.x), d.fpos.eq(r2.fpos),
-                d.bits.eq(c3.bits), d.k.eq(c3.k), d.t.eq(r2.i_bin), d.hlen.eq(r2.i_bin + 1),
-                d.hoff.eq(r2.hoff),
+                d.kind.eq(r2.kind), d.x.eq(r2.x), d.fpos.eq(r2.fpos),
+                d.bits.eq(c3.bits), d.k.eq(c3.k), d.t.eq(r2.i_bin),
+                d.sym.eq(Cat((prefix6 + r2.hoff)[:6], c3.cls)),
             ]
-        rev16 = Cat(*(d.x[15 - j] for j in range(16)))     # stream bit 0 most significant
-        drop_bits = Signal(5)
-        m.d.comb += drop_bits.eq(HUFF_MAX_LEN - d.hlen)
-        prefix6 = (rev16 >> drop_bits)[:6]                # low bits of the l-bit code word
-        m.d.comb += [
-            sym_rd.addr.eq(Cat((prefix6 + d.hoff)[:6], d.cls)),
-            sym_rd.en.eq(d_valid),
-        ]
+        m.d.comb += [sym_rd.addr.eq(d.sym), sym_rd.en.eq(d_valid)]
 
         # -- E: the field extracted; the symbol (a block RAM's slow output) registered ---------
         e = Signal(data.StructLayout({
@@ -886,6 +900,7 @@ class VlcDecoder(wiring.Component):
             m.d.sync += [
                 c1_valid.eq(0), s.eq(0), r1.eq(0), r2.eq(0), d_valid.eq(0), e_valid.eq(0),
                 f_valid.eq(0), tin.eq(0), cur.eq(0), wsel.eq(0), in_valid.eq(0),
+                *(valid.eq(0) for valid in stage_valids),
             ]
             for fr in fronts:
                 m.d.sync += [sig.eq(0) for sig in fr["resets"]]
