@@ -11,9 +11,9 @@ Throughput one entry per clock with `depth` >= 2 (an entry may be taken and give
 clock); with `depth` = 1 an entry per two clocks. Latency one clock. Cost: `depth` registers of the
 payload's width and a `depth`-way input multiplexer per register.
 
-Blocks use it where a loop must not see a neighbour's handshake: the VLC decoder's word input
-(its token loop then depends on no upstream valid) and its value output (the loop fires on a
-credit count of its own registers, not on the sink's ready).
+Blocks use it where a path must start at registers: the VLC decoder keeps each tile context's
+next words in one (its token loop takes them without an upstream handshake or a block RAM's
+slow output on the path), and its tile sizes and its output pass through one.
 """
 
 from amaranth.hdl import Module, Mux, Signal, Value

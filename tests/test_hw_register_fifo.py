@@ -1,7 +1,7 @@
 """hw/register_fifo.py in Amaranth's simulator (no Verilog needed).
 
-The VLC decoder's cocotb tests run every value through its two register FIFOs; this one checks the
-FIFO alone: random valid and ready, everything out in order exactly once, one entry per clock
+The VLC decoder's cocotb tests run every word, tile size and value through its register FIFOs;
+this one checks the FIFO alone: random valid and ready, everything out in order exactly once, one entry per clock
 when both sides are always willing, `i.ready` and `o.valid` from the count only, and a flush.
 """
 
@@ -19,9 +19,10 @@ from hw.register_fifo import RegisterFifo
 SHAPE = data.StructLayout({"value": 12, "last": 1})
 
 
-def _run(depth, items, valid_prob, ready_prob, rng, flush_at=None):
+def _run(depth, items, valid_prob, ready_prob, rng, flush_at=None, shape=SHAPE):
     """Push `items` through with random gaps and stalls; returns (received, clocks, flushed)."""
-    dut = RegisterFifo(SHAPE, depth)
+    dut = RegisterFifo(shape, depth)
+    plain = not isinstance(shape, data.Layout)
     got, state = [], {"clocks": 0, "flushed": []}
 
     async def bench(ctx):
@@ -32,7 +33,8 @@ def _run(depth, items, valid_prob, ready_prob, rng, flush_at=None):
             take = rng.random() < ready_prob
             ctx.set(dut.i.valid, offer)
             if offer:
-                ctx.set(dut.i.payload, {"value": items[sent] % 4096, "last": items[sent] & 1})
+                ctx.set(dut.i.payload, items[sent] % 4096 if plain else
+                        {"value": items[sent] % 4096, "last": items[sent] & 1})
             ctx.set(dut.o.ready, take)
             ctx.set(dut.flush, flush)
             # The handshake is decided before the edge; ready/valid depend on registers only.
@@ -41,7 +43,7 @@ def _run(depth, items, valid_prob, ready_prob, rng, flush_at=None):
             assert ctx.get(dut.o.valid) == (count != 0)
             pushed = offer and ctx.get(dut.i.ready)
             if take and ctx.get(dut.o.valid):
-                got.append(ctx.get(dut.o.payload.value))
+                got.append(ctx.get(dut.o.payload if plain else dut.o.payload.value))
             await ctx.tick()
             if flush:
                 # What was in the FIFO (minus what left at this edge) is gone.
@@ -60,6 +62,13 @@ def _run(depth, items, valid_prob, ready_prob, rng, flush_at=None):
 def test_order_under_stalls(depth, rng):
     items = [int(v) for v in rng.integers(0, 4096, size=300)]
     got, _, _ = _run(depth, items, 0.7, 0.6, rng)
+    assert got == items
+
+
+def test_plain_width(rng):
+    """A payload that is a plain width, not a layout (the decoder's tile sizes)."""
+    items = [int(v) for v in rng.integers(0, 4096, size=200)]
+    got, _, _ = _run(2, items, 0.7, 0.6, rng, shape=12)
     assert got == items
 
 
