@@ -42,7 +42,7 @@ arrive and the tiles fit the buffers: a context must hold about two thirds of a 
 while the merger drains the tiles before it, and two of its tiles' payload words. The first
 tiles of a tensor cost a start-up: the first tile leaves at one value per three clocks, so a
 tensor takes about (values + 2 x the values of a tile) clocks. Latency: first word taken to
-first value out at most 21 clocks (tests/test_hw_vlc_decoder.py checks both against a model of
+first value out at most 22 clocks (tests/test_hw_vlc_decoder.py checks both against a model of
 this schedule).
 
 Pipeline
@@ -128,6 +128,7 @@ CONTEXTS = 3            # tiles decoded at once: the token loop takes three cloc
 # Per context: payload words in block RAM (two 512-word tiles), then in registers, and values.
 # A context must hold about two thirds of its tile's values for the merger to go at one value
 # per clock: 4096 covers ResNet-18's row tiles (3,584 values at every stage).
+INPUT_REGS = 2          # words at the input, before they go to their context
 IN_DEPTH = 1024
 HEAD_DEPTH = 3
 OUT_DEPTH = 4096
@@ -330,12 +331,22 @@ class VlcDecoder(wiring.Component):
                          ready.eq(head.i.ready), head.flush.eq(restart)]
             heads.append(head)
         outs = [staged(fo, f"out_stage{k}") for k, fo in enumerate(out_fifos)]
+        # Words arrive through registers (the upstream's handshake ends there) and go to the
+        # context of their tile.
+        m.submodules.in_reg = in_reg = RegisterFifo(payload_word(), INPUT_REGS)
+        m.d.comb += [
+            in_reg.i.payload.eq(self.i.payload),
+            in_reg.i.valid.eq(self.i.valid & ~restart),
+            self.i.ready.eq(in_reg.i.ready & ~restart),
+            in_reg.flush.eq(restart),
+        ]
         tin = Signal(range(K))         # the context the arriving tile's words go to
-        m.d.comb += self.i.ready.eq(Array(f.w_rdy for f in in_fifos)[tin] & ~restart)
+        arriving_word = in_reg.o
+        m.d.comb += arriving_word.ready.eq(Array(f.w_rdy for f in in_fifos)[tin] & ~restart)
         for k, fi in enumerate(in_fifos):
-            m.d.comb += [fi.w_data.eq(self.i.payload),
-                         fi.w_en.eq(self.i.valid & self.i.ready & (tin == k))]
-        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
+            m.d.comb += [fi.w_data.eq(arriving_word.payload),
+                         fi.w_en.eq(arriving_word.valid & arriving_word.ready & (tin == k))]
+        with m.If(arriving_word.valid & arriving_word.ready & arriving_word.payload.last):
             m.d.sync += tin.eq(Mux(tin == K - 1, 0, tin + 1))
 
         # The merger gives the contexts' values back in tile order, through registers.
@@ -458,7 +469,8 @@ class VlcDecoder(wiring.Component):
                              a2_cls.eq(cm_rd.data)]
 
             # A2: the class is known; whether the component carries the flag.
-            seen = Signal(ncls, name=f"seen_{k}")  # classes met in the pixel: the first has the flag
+            # The classes met so far in the pixel: the first component of a class has the flag.
+            seen = Signal(ncls, name=f"seen_{k}")
             seen_before = Mux(a2_comp == 0, 0, seen)
             b_comp = Signal(COMP_BITS, name=f"b_comp_{k}")
             b_tile_last = Signal(name=f"b_tile_last_{k}")
@@ -519,7 +531,8 @@ class VlcDecoder(wiring.Component):
             full = Signal(ctrl, name=f"ctrl_{k}")
             m.d.comb += full.eq(c)
             for ln, (_, rds) in enumerate(lim_mems):
-                m.d.comb += [full.limit[ln].eq(rds[k].data.limit), full.loff[ln].eq(rds[k].data.off)]
+                m.d.comb += [full.limit[ln].eq(rds[k].data.limit),
+                             full.loff[ln].eq(rds[k].data.off)]
             fronts.append({"next_have": next_have, "next_pix": next_pix, "fire": fire,
                            "full": full, "c_valid": c_valid, "accept": ~next_have | consume,
                            "pixel_last": pixel_last,

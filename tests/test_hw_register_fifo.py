@@ -1,8 +1,9 @@
 """hw/register_fifo.py in Amaranth's simulator (no Verilog needed).
 
 The VLC decoder's cocotb tests run every word, tile size and value through its register FIFOs;
-this one checks the FIFO alone: random valid and ready, everything out in order exactly once, one entry per clock
-when both sides are always willing, `i.ready` and `o.valid` from the count only, and a flush.
+this one checks the FIFO alone: random valid and ready, everything out in order exactly once,
+one entry per clock when both sides are always willing, `i.ready` and `o.valid` from the count
+only, a flush, and a payload of a plain width.
 """
 
 from __future__ import annotations
