@@ -31,7 +31,7 @@ The token loop (where the next token starts depends on this token's length) cann
 clock at 100 MHz on an ECP5 (49 MHz when it did, README "Synthesis"), so it is cut into three
 stages C1, C2, C3, and three tiles are decoded at once, one token of each in turn (the loop is
 C-slowed): tile j of the lane goes to context j % 3, each context owns an input FIFO of
-`in_depth` words, its own S0/A/B front and an output FIFO of `out_depth` values, and the
+`in_depth` words, its own S0/A/A2/B/B2 front and an output FIFO of `out_depth` values, and the
 contexts' states ride round the ring C1 -> C2 -> C3 -> C1, so a context fires at most every
 third clock and the three together one token per clock. A merger gives the values back in tile
 order (context 0's tile, then 1's, then 2's, ...).
@@ -48,15 +48,17 @@ this schedule).
 Pipeline
 --------
 per context: S0 component counters -> A class map read -> A2 class registered -> B class
-parameters registered -> B2 static token lengths and Huffman limits read; input FIFO (block
-RAM, then registers); then for all: C0 parameters of the context due at C1 -> C1, C2, C3 the
-token (the loop) -> D field extract and Huffman symbol read -> E symbol registered -> F value ->
-the context's output FIFO -> merger -> output registers.
+parameters registered -> B2 static token lengths and Huffman limits read; input registers ->
+the tile's context's input FIFO (block RAM, then registers); then for all: C0 parameters of
+the context due at C1 -> C1, C2, C3 the token (the loop) -> D field extract and Huffman symbol
+read -> E symbol registered -> F value -> the context's output FIFO -> merger -> output
+registers.
 
 No handshake reaches the loop: C3 takes words from the FIFOs' registers, and C1 fires a
 context's token only while fewer than `out_depth` of its values are past C1 and not yet taken
 (in C2, C3, D, E, F or its FIFO; decided a clock early, when the count can only fall), so D, E
-and F never stall and the sink's `o.ready` ends at the merger. A front learns of a fire a clock
+and F never stall and the sink's `o.ready` ends at the output registers; the upstream's
+`i.valid` ends at the input registers. A front learns of a fire a clock
 later, which leaves it two clocks to put up the context's next parameters.
 
 The loop, per token of a context:
