@@ -333,15 +333,23 @@ class VlcDecoder(wiring.Component):
                          ready.eq(head.i.ready), head.flush.eq(restart)]
             heads.append(head)
         outs = [staged(fo, f"out_stage{k}") for k, fo in enumerate(out_fifos)]
+        def held(name, shape, depth, src, dst):
+            """A RegisterFifo between streams `src` and `dst` (either may be None: its own
+            port), flushed by the restart; nothing passes into or out of it in that clock."""
+            fifo = RegisterFifo(shape, depth)
+            m.submodules[name] = fifo
+            src = src if src is not None else fifo.i
+            dst = dst if dst is not None else fifo.o
+            for a, b in ((src, fifo.i), (fifo.o, dst)):
+                if a is not b:
+                    m.d.comb += [b.payload.eq(a.payload), b.valid.eq(a.valid & ~restart),
+                                 a.ready.eq(b.ready & ~restart)]
+            m.d.comb += fifo.flush.eq(restart)
+            return fifo
+
         # Words arrive through registers (the upstream's handshake ends there) and go to the
         # context of their tile.
-        m.submodules.in_reg = in_reg = RegisterFifo(payload_word(), INPUT_REGS)
-        m.d.comb += [
-            in_reg.i.payload.eq(self.i.payload),
-            in_reg.i.valid.eq(self.i.valid & ~restart),
-            self.i.ready.eq(in_reg.i.ready & ~restart),
-            in_reg.flush.eq(restart),
-        ]
+        in_reg = held("in_reg", payload_word(), INPUT_REGS, self.i, None)
         tin = Signal(range(K))         # the context the arriving tile's words go to
         arriving_word = in_reg.o
         m.d.comb += arriving_word.ready.eq(Array(f.w_rdy for f in in_fifos)[tin] & ~restart)
@@ -352,13 +360,7 @@ class VlcDecoder(wiring.Component):
             m.d.sync += tin.eq(Mux(tin == K - 1, 0, tin + 1))
 
         # The merger gives the contexts' values back in tile order, through registers.
-        m.submodules.out_head = out_head = RegisterFifo(framed(self.q_width), 2)
-        m.d.comb += [
-            self.o.payload.eq(out_head.o.payload),
-            self.o.valid.eq(out_head.o.valid & ~restart),
-            out_head.o.ready.eq(self.o.ready & ~restart),
-            out_head.flush.eq(restart),
-        ]
+        out_head = held("out_head", framed(self.q_width), 2, None, self.o)
         cur = Signal(range(K))
         out_payload = Signal(framed(self.q_width))
         m.d.comb += [
@@ -542,13 +544,7 @@ class VlcDecoder(wiring.Component):
                                       b_valid, b2_valid, c_valid, fire]})
 
         # The walker's counts wait in registers and go to the contexts in turn.
-        m.submodules.counts = counts = RegisterFifo(TILE_PIXEL_BITS, 2)
-        m.d.comb += [
-            counts.i.payload.eq(walker.o.payload),
-            counts.i.valid.eq(walker.o.valid & ~restart),
-            walker.o.ready.eq(counts.i.ready & ~restart),
-            counts.flush.eq(restart),
-        ]
+        counts = held("counts", TILE_PIXEL_BITS, 2, walker.o, None)
         wsel = Signal(range(K))
         m.d.comb += counts.o.ready.eq(Array(fr["accept"] for fr in fronts)[wsel])
         w_take = counts.o.valid & counts.o.ready
