@@ -149,6 +149,11 @@ def _ones(n, width):
     return ~(Const((1 << width) - 1, width) << n)[:width]
 
 
+def _next(ctx, contexts):
+    """The context after `ctx`, round the ring."""
+    return Mux(ctx == contexts - 1, 0, ctx + 1)
+
+
 def _encode(onehot, values, width):
     """`values[i]` for the set bit i of a one-hot (0 when none): an OR tree, no priority."""
     out = Const(0, width)
@@ -357,7 +362,7 @@ class VlcDecoder(wiring.Component):
             m.d.comb += [fi.w_data.eq(arriving_word.payload),
                          fi.w_en.eq(arriving_word.valid & arriving_word.ready & (tin == k))]
         with m.If(arriving_word.valid & arriving_word.ready & arriving_word.payload.last):
-            m.d.sync += tin.eq(Mux(tin == K - 1, 0, tin + 1))
+            m.d.sync += tin.eq(_next(tin, K))
 
         # The merger gives the contexts' values back in tile order, through registers.
         out_head = held("out_head", framed(self.q_width), 2, None, self.o)
@@ -371,13 +376,13 @@ class VlcDecoder(wiring.Component):
         for k, (_, _, ready) in enumerate(outs):
             m.d.comb += ready.eq(out_head.i.ready & (cur == k))
         with m.If(out_head.i.valid & out_head.i.ready & out_payload.tile_last):
-            m.d.sync += cur.eq(Mux(cur == K - 1, 0, cur + 1))
+            m.d.sync += cur.eq(_next(cur, K))
 
         # The ring: the context at C1 this clock is `ph`; it is at C2 in the next clock and at
         # C3 in the one after, then back at C1.
         ph = Signal(range(K))
-        m.d.sync += ph.eq(Mux(ph == K - 1, 0, ph + 1))
-        ph_next = Mux(ph == K - 1, 0, ph + 1)
+        ph_next = _next(ph, K)
+        m.d.sync += ph.eq(ph_next)
         ph2 = Signal(range(K), init=K - 1)     # the context at C2
         ph3 = Signal(range(K), init=K - 2)     # the context at C3
         m.d.sync += [ph2.eq(ph), ph3.eq(ph2)]
@@ -387,7 +392,7 @@ class VlcDecoder(wiring.Component):
         e_valid = Signal()
         f_valid = Signal()
 
-        ctrl = data.StructLayout({
+        params = data.StructLayout({
             "comp": COMP_BITS,
             "tile_last": 1,
             "cls": cls_bits,
@@ -404,7 +409,11 @@ class VlcDecoder(wiring.Component):
             # Rice ones, the Huffman length - 1) is what the loop finds in the bits.
             "n_alt": 6,
             "s_dd": 5,
-            # The class's Huffman limits and symbol offsets, one per code length.
+        })
+        # What the loop gets: those, with the class's Huffman limits and symbol offsets, one per
+        # code length (read into the memories' outputs, not registered again).
+        ctrl = data.StructLayout({
+            **{name: field.shape for name, field in params},
             "limit": data.ArrayLayout(HUFF_MAX_LEN + 1, HUFF_MAX_LEN),
             "loff": data.ArrayLayout(6, HUFF_MAX_LEN),
         })
@@ -426,7 +435,7 @@ class VlcDecoder(wiring.Component):
             a_tile_last = Signal(name=f"a_tile_last_{k}")
             b_valid = Signal(name=f"b_valid_{k}")
             c_valid = Signal(name=f"c_valid_{k}")
-            c = Signal(ctrl, name=f"c_{k}")
+            c = Signal(params, name=f"c_{k}")
             fire = Signal(name=f"fire_{k}")        # C1 took this context's token a clock ago
             a2_valid = Signal(name=f"a2_valid_{k}")
             b2_valid = Signal(name=f"b2_valid_{k}")
@@ -533,7 +542,7 @@ class VlcDecoder(wiring.Component):
                 ]
             # What C0 takes: the registered parameters with the limits the memories hold.
             full = Signal(ctrl, name=f"ctrl_{k}")
-            m.d.comb += full.eq(c)
+            m.d.comb += [full[name].eq(c[name]) for name, _ in params]
             for ln, (_, rds) in enumerate(lim_mems):
                 m.d.comb += [full.limit[ln].eq(rds[k].data.limit),
                              full.loff[ln].eq(rds[k].data.off)]
@@ -549,7 +558,7 @@ class VlcDecoder(wiring.Component):
         m.d.comb += counts.o.ready.eq(Array(fr["accept"] for fr in fronts)[wsel])
         w_take = counts.o.valid & counts.o.ready
         with m.If(w_take):
-            m.d.sync += wsel.eq(Mux(wsel == K - 1, 0, wsel + 1))
+            m.d.sync += wsel.eq(_next(wsel, K))
         for k, fr in enumerate(fronts):
             with m.If(w_take & (wsel == k)):
                 m.d.sync += [fr["next_have"].eq(1), fr["next_pix"].eq(counts.o.payload - 1)]
