@@ -1,6 +1,6 @@
 """Encoder lane: conv-engine values in, container tiles out (the write path of one lane).
 
-    Framer -> Transform -> Quantizer -> VlcEncoder -> BitPacker
+    Framer -> Transform -> Quantizer -> RegisterFifo(2) -> VlcEncoder -> BitPacker
 
 With `transform=False` the lane is the write path of the folded placement (docs/FORMAT.md,
 DESIGN.md): the conv engine's weights already carry the transform, so its outputs enter the
@@ -34,6 +34,7 @@ from hw.bit_packer import BitPacker, packed_word
 from hw.config import config_signature
 from hw.framer import Framer
 from hw.quantizer import Quantizer
+from hw.register_fifo import RegisterFifo
 from hw.transform import Transform
 from hw.vlc_encoder import VlcEncoder
 
@@ -85,8 +86,14 @@ class EncoderLane(wiring.Component):
         for b in blocks:
             m.d.comb += [b.cfg.valid.eq(self.cfg.valid), b.cfg.payload.eq(self.cfg.payload)]
 
+        # The encoder's ready depends on its lookahead stage; two registers between it and the
+        # quantizer end that path there instead of running on through the quantizer's stages.
+        m.submodules.q_fifo = q_fifo = RegisterFifo(quantizer.o.payload.shape(), depth=2)
         wiring.connect(m, wiring.flipped(self.i), framer.i)
         for a, b in zip(blocks, blocks[1:], strict=False):
+            if b is encoder:
+                wiring.connect(m, a.o, q_fifo.i)
+                a = q_fifo
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, packer.o, wiring.flipped(self.o))
 
