@@ -218,11 +218,23 @@ def _makeflags(simulator: str) -> str | None:
     (with a precompiled header) fails to compile; a command-line variable in MAKEFLAGS restores
     the `-include` it should hold."""
     flags = os.environ.get("MAKEFLAGS", "")
-    if simulator == "verilator" and "CFG_CXXFLAGS_PCH_I" not in flags:
-        # Variables go after " -- " in MAKEFLAGS (make's own format when it runs under make).
-        sep = " " if " -- " in f" {flags} " else " -- "
-        flags = f"{flags}{sep}CFG_CXXFLAGS_PCH_I=-include".strip()
+    if simulator == "verilator":
+        add = [f"{k}={v}" for k, v in (("CFG_CXXFLAGS_PCH_I", "-include"), *_OPT_LEVELS)
+               if f"{k}=" not in flags]
+        if add:
+            # Variables go after " -- " in MAKEFLAGS (make's own format when it runs under make).
+            sep = " " if " -- " in f" {flags} " else " -- "
+            flags = f"{flags}{sep}{' '.join(add)}".strip()
     return flags or None
+
+
+# The C++ optimisation of a Verilator model, by the makefile's three groups of files: the code
+# run every clock (OPT_FAST) with -Og, the code run once (OPT_SLOW: constructors, the initial
+# settle) and Verilator's runtime (OPT_GLOBAL, compiled once into the object cache) with -O0.
+# Against -O0 throughout, a lane-sized model (the three-tile VLC decoder in it) simulates about
+# three times as fast for about a fifth more compile; -Og on every file cost more compile than
+# it saved, and -O1 compiles the largest models for many minutes.
+_OPT_LEVELS = (("OPT_FAST", "-Og"), ("OPT_SLOW", "-O0"), ("OPT_GLOBAL", "-O0"))
 
 
 def _repo_root() -> Path:
@@ -492,16 +504,13 @@ def run_cocotb(
     args = list(build_args)
     if simulator == "verilator":
         # Amaranth's Verilog trips some of Verilator's style lints; none of them are errors.
-        # -Og for the C++: against -O0 the lane-sized models (the three-tile VLC decoder in
-        # them) take about 1.4 times as long to compile but simulate about three times as fast
-        # (P = 4 decoder lanes: 95 s and 19 s against 65 s and 55 s); -O1 compiles the largest
-        # models for many minutes.
-        args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-Og"] + args
+        # The C++ optimisation levels: _OPT_LEVELS.
+        args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] + args
 
     # The compiled model, shared between runs of identical Verilog.
     key = hashlib.sha256()
     key.update(_simulator_version(simulator).encode())
-    key.update(repr((toplevel, args, waves, _TIMESCALE, _ZERO_INIT_TAG)).encode())
+    key.update(repr((toplevel, args, waves, _TIMESCALE, _ZERO_INIT_TAG, _OPT_LEVELS)).encode())
     texts = [src.read_text() for src in sources]
     for text in texts:
         key.update(text.encode())
