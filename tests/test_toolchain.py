@@ -280,3 +280,36 @@ def test_objcache_never_shares_objects_of_a_model(tmp_path, monkeypatch):
     assert _objcache._local_deps(model)
     assert _objcache._local_deps(inside)
     assert _objcache._local_deps(tmp_path / "missing.d")
+
+
+def test_only_all_zero_memory_initialisers_are_dropped(tmp_path):
+    """sim/runner.py hands Verilator the sources without memory `initial` blocks that set only
+    zeros (Verilator starts at zero); a block with any other value stays, as does the rest."""
+    from sim.runner import _without_zero_inits
+
+    zeros = ("  initial begin\n    \\top.fifo.storage [0] = 8'h00;\n"
+             "    storage[1] = 27'h0000000;\n  end\n")
+    table = "  initial begin\n    rom[0] = 8'h00;\n    rom[1] = 8'h3f;\n  end\n"
+    text = "module top;\n  reg [7:0] storage [1:0];\n" + zeros + table + "endmodule\n"
+    (path,) = _without_zero_inits([text], tmp_path / "src")
+    assert path.read_text() == "module top;\n  reg [7:0] storage [1:0];\n" + table + "endmodule\n"
+
+
+def test_converted_verilog_is_reused_only_for_the_same_key(tmp_path, monkeypatch):
+    """sim/tb_framed.cached_verilog converts once per key and again when the key changes."""
+    from sim import tb_framed
+
+    monkeypatch.setenv("FMCODEC_BUILD_DIR", str(tmp_path))
+    calls = []
+
+    def convert(text):
+        def run():
+            calls.append(text)
+            return text
+        return run
+
+    a = tb_framed.cached_verilog("Toy", ("toy", 1), convert("module top; endmodule // 1\n"))
+    b = tb_framed.cached_verilog("Toy", ("toy", 1), convert("never converted\n"))
+    c = tb_framed.cached_verilog("Toy", ("toy", 2), convert("module top; endmodule // 2\n"))
+    assert a == b == c and len(calls) == 2
+    assert c.read_text() == "module top; endmodule // 2\n"
