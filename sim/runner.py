@@ -10,6 +10,10 @@ Layout of ``build/sim/`` (all generated, kept out of git):
 * ``_models/<top>-<simulator>-<hash>/`` the compiled simulator model. The hash covers the Verilog
   text, the simulator, its version and the build flags, so tests that build the same design share
   one compile, and a file lock keeps parallel pytest-xdist workers from building it twice at once.
+* ``_models/<top>-<simulator>-<hash>.src/`` the sources Verilator compiled: the Verilog less its
+  all-zero memory initialisers (``_without_zero_inits``).
+* ``_verilog/`` the Verilog of designs converted once for all test processes
+  (sim/tb_framed.py ``cached_verilog``), each with the key it was converted for.
 * ``<name>/`` one per run: the generated Verilog, the data file handed to the testbench
   (``data.npz``), ``results.xml``, ``sim.log`` and, with ``FMCODEC_WAVES=1``, the waveform.
   ``name`` defaults to the pytest node id, so parallel tests never share a folder.
