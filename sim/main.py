@@ -187,7 +187,7 @@ def _run_multi(key: str, t: np.ndarray, lanes: int, args, rates: dict):
         MULTI_LANE_PARAMS,
         lanes_data,
         lanes_decoder_segment,
-        lanes_designs,
+        lanes_design,
         lanes_encoder_segment,
     )
 
@@ -201,17 +201,16 @@ def _run_multi(key: str, t: np.ndarray, lanes: int, args, rates: dict):
     stats = measure(x, profile)
     name = f"{key} {'x'.join(map(str, x.shape))}"
     print(f"[P={lanes}] {name}: encoder lanes ...", end="", flush=True)
-    designs = lanes_designs(lanes)
     out_rec, per_lane, mism = [], {}, {}
-    for n, (block, make, tb) in enumerate((
-            ("encoder_lanes", lanes_encoder_segment, "encoder_lanes"),
-            ("decoder_lanes", lanes_decoder_segment, "decoder_lanes"))):
+    for n, (kind, block, make, tb) in enumerate((
+            ("encoder", "encoder_lanes", lanes_encoder_segment, "encoder_lanes"),
+            ("decoder", "decoder_lanes", lanes_decoder_segment, "decoder_lanes"))):
         if n:
             print(" decoder lanes ...", end="", flush=True)
         seg = make(x, profile, "tensor", lanes, **rates)
         data, params = lanes_data([seg], block, lanes, f"sim/{key}/P{lanes}")
-        out = run_cocotb(designs[n], "sim.tb_lanes", testcase=tb, data=data, params=params,
-                         name=f"sim-{key}-{block}{lanes}").outputs
+        out = run_cocotb(lanes_design(kind, lanes), "sim.tb_lanes", testcase=tb, data=data,
+                         params=params, name=f"sim-{key}-{block}{lanes}").outputs
         got = {k[3:]: v for k, v in out.items() if k.startswith("s0_out")}
         mm = sum(_mismatches({f: got[f"{key_}_{f}"] for f in fs},
                              {f: seg["expected"][f"{key_}_{f}"] for f in fs})

