@@ -7,8 +7,8 @@ Stream contract
 - `o`: `packed_word()`: `data` (64 bits), `first` on a tile's header word, `last` on its final
   word (a tile with an empty payload is one word with both). Per tile: the header word, then the
   payload words of the chosen payload, in container order (docs/FORMAT.md, "Tiles").
-- `cfg`: only the commit write (global 7) is used: it restarts the tile number at `tile_first`
-  and clears `error`.
+- `cfg`: only the commit write (global 7) is used: a clock after its write it restarts the tile
+  number at `tile_first` and clears `error`.
 - `error`: set when a raw payload overran the tile buffer (the profile's tiles are larger than
   `max_tile_words`; such a tile goes out cut short), held until the next commit.
 
@@ -129,16 +129,19 @@ class BitPacker(wiring.Component):
 
         # A raw payload longer than the buffer: the profile's tiles are too large for this
         # instance; such tiles go out cut short (and fail their length check when read).
-        commit = (self.cfg.valid & (region(self.cfg.p.addr) == REGION_GLOBAL) &
-                  (index(self.cfg.p.addr) == GLOBAL_COMMIT))
-        with m.If(commit):
+        # The commit acts a clock after its write (`restart`, a register): the address decode
+        # then ends at one flip-flop, shared with the other blocks of a lane by synthesis.
+        restart = Signal()
+        m.d.sync += restart.eq(self.cfg.valid & (region(self.cfg.p.addr) == REGION_GLOBAL) &
+                               (index(self.cfg.p.addr) == GLOBAL_COMMIT))
+        with m.If(restart):
             m.d.sync += self.error.eq(0)
         with m.Elif(overflow):
             m.d.sync += self.error.eq(1)
 
         # -- F: mode choice and header bits 0..31 ----------------------------------------------
         tile_no = Signal(TILE_NO_BITS, init=self.tile_first)
-        with m.If(commit):
+        with m.If(restart):
             m.d.sync += tile_no.eq(self.tile_first)
 
         length = Array(Signal(count_shape, name=f"length{b}") for b in range(2))

@@ -17,8 +17,10 @@ Stream contract
 - `cfg`: tile_pixels (global 3), image_pixels (global 8) and raw bits per pixel (global 7, the
   commit) give every tile's pixel count (the last tile of an image may be short; hw/tile_walker.py)
   and hence its raw size `raw_words = ceil(pixels * raw_bits_per_pixel / 64)`; the commit clears
-  the tile counter and `status`. Lane p of P (`tile_first` = p, `tile_step` = P) gets only the
-  tensor's tiles p, p + P, ...: the sizes are theirs and the expected tile numbers p, p + P, ...
+  the tile counter and `status` a clock after its write (a word taken in the commit's clock is
+  dropped, none is taken or given in the clock after). Lane p of P (`tile_first` = p,
+  `tile_step` = P) gets only the tensor's tiles p, p + P, ...: the sizes are theirs and the
+  expected tile numbers p, p + P, ...
 - `status`: sticky error bits since the last commit (each also counts its tile in `bad_tiles`):
   `crc` (CRC-32 of payload + header bits 0..31 differs from header bits 32..63), `mode` (mode 2
   or 3; the tile is then passed on as coded), `length` (length > raw_words, or a raw tile whose
@@ -116,6 +118,13 @@ class BitUnpacker(wiring.Component):
         m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
         m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
 
+        # The commit's resets reach all of the unpacker's state, so they come from a register, a
+        # clock late (`restart`; in a lane it is the decoder's one, merged by synthesis): what is
+        # taken in the commit's clock is flushed with the rest, and in the restart's clock no
+        # word is taken and none leaves.
+        restart = Signal()
+        m.d.sync += restart.eq(commit)
+
         # -- tile geometry: raw size of the tile whose header comes next -----------------------
         # A three-step pipeline (pixel count from the tile walker, product, words), restarted by
         # each header; it is done long before the next header unless the tile had no payload
@@ -153,9 +162,11 @@ class BitUnpacker(wiring.Component):
         h_mode = hdr[LEN_BITS:LEN_BITS + 2]
         h_tile = hdr[22:32]
 
-        o_free = ~self.o.valid | self.o.ready
+        o_valid = Signal()
+        m.d.comb += self.o.valid.eq(o_valid & ~restart)
+        o_free = ~o_valid | self.o.ready
         with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+            m.d.sync += o_valid.eq(0)
 
         take = self.i.valid & self.i.ready
         m.d.sync += finish.eq(0)
@@ -185,7 +196,7 @@ class BitUnpacker(wiring.Component):
                 m.d.comb += walker.o.ready.eq(1)
                 with m.If(self.i.p.last | no_payload):
                     m.d.sync += [
-                        self.o.valid.eq(1),
+                        o_valid.eq(1),
                         self.o.p.data.eq(0),
                         self.o.p.last.eq(1),
                         self.o.p.raw.eq(h_raw),
@@ -208,7 +219,7 @@ class BitUnpacker(wiring.Component):
                 with m.If(~dropping):
                     at_limit = count + 1 == limit
                     m.d.sync += [
-                        self.o.valid.eq(1),
+                        o_valid.eq(1),
                         self.o.p.data.eq(hdr),
                         self.o.p.last.eq(self.i.p.last | at_limit),
                         self.o.p.raw.eq(raw),
@@ -237,7 +248,8 @@ class BitUnpacker(wiring.Component):
                     m.d.sync += status.bad_tiles.eq(status.bad_tiles + 1)
 
         # The commit starts a new tensor: tile 0 of image 0, nothing in flight, status clear.
-        with m.If(commit):
+        with m.If(restart):
+            m.d.comb += self.i.ready.eq(0)
             m.d.sync += [
                 tile_no.eq(self.tile_first % (1 << TILE_NO_BITS)),
                 geom_wait.eq(GEOM_STEPS),
@@ -245,7 +257,7 @@ class BitUnpacker(wiring.Component):
                 dropping.eq(0),
                 finish.eq(0),
                 crc.eq(CRC32_INIT),
-                self.o.valid.eq(0),
+                o_valid.eq(0),
                 status.eq(0),
             ]
         return m

@@ -11,11 +11,12 @@ Stream contract
   shorter (docs/FORMAT.md, "Tiles"); hw/tile_walker.py gives the size of each of the lane's tiles.
 - `cfg`: C (global 0) is latched here, tile_pixels (global 3) and image_pixels (global 8) by the
   tile walker; the commit write (global 7) clears the channel and tile counters and restarts the
-  walk, so the next value is channel 0 of the lane's first tile of a new tensor.
+  walk a clock after its write, so a value accepted in the commit's clock still belongs to the
+  tensor before, and the next one is channel 0 of the lane's first tile of a new tensor.
 
 Throughput one value per clock; latency one clock (a single output register, whose ready path is
 combinational: `i.ready = ~o.valid | o.ready` while the tile's size is known). After a commit
-the input waits `tile_first` + 2 clocks (after the commit's) for the first tile's size; with
+the input waits `tile_first` + 3 clocks (after the commit's) for the first tile's size; with
 `tile_step` > 1 a tile shorter than `tile_step` values (C < P) can make the next one wait too.
 """
 
@@ -74,7 +75,13 @@ class Framer(wiring.Component):
         pixel_last = comp == channels - 1
         tile_end = pixel_last & (tile_pix == last_pix)
 
-        m.d.comb += self.i.ready.eq(have & (~self.o.valid | self.o.ready))
+        # The commit's resets come from a register, a clock late (`restart`), as in the tile
+        # walker, so that the address decode does not run on into the counters; in the
+        # restart's clock no value and no tile size is taken.
+        restart = Signal()
+        m.d.sync += restart.eq(commit)
+
+        m.d.comb += self.i.ready.eq(have & (~self.o.valid | self.o.ready) & ~restart)
         take = self.i.valid & self.i.ready
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
@@ -92,12 +99,12 @@ class Framer(wiring.Component):
                 m.d.sync += [tile_pix.eq(0), have.eq(0)]
 
         # The next tile's size is taken as the current tile ends (or as soon as it is known).
-        m.d.comb += walker.o.ready.eq(~have | (take & tile_end))
+        m.d.comb += walker.o.ready.eq((~have | (take & tile_end)) & ~restart)
         with m.If(walker.o.valid & walker.o.ready):
             m.d.sync += [have.eq(1), last_pix.eq(walker.o.payload - 1)]
 
-        # The commit write starts a new tensor; it wins over a value accepted in the same clock.
-        with m.If(commit):
+        # The commit write starts a new tensor after every value accepted up to its clock.
+        with m.If(restart):
             m.d.sync += [comp.eq(0), tile_pix.eq(0), have.eq(0)]
 
         return m

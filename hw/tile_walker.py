@@ -12,10 +12,11 @@ Stream contract
 - `o`: the pixel count (1..tile_pixels) of each of the lane's tiles, in order; one beat per tile,
   taken by the consumer when it starts the tile. The stream never ends: the image wraps around.
 - `cfg`: tile_pixels (global 3) and image_pixels (global 8) are latched; the commit (global 7)
-  restarts the walk at the tensor's first tile (and drops a count not yet taken). Before the first
+  restarts the walk at the tensor's first tile a clock after its write (and drops a count not
+  yet taken; a consumer takes none in the commit's clock or the one after). Before the first
   commit `o` is never valid.
 
-One tile of the walk per clock: after the commit, `tile_first` + 1 clocks to the first count;
+One tile of the walk per clock: after the commit, `tile_first` + 2 clocks to the first count;
 after a count is taken, `tile_step` clocks to the next one (with `tile_step` = 1 it is computed
 in the clock that takes the previous one, so a lane never waits for it). Every lane's tile has at
 least C values, so with C >= `tile_step` the walk is always ahead of the consumer.
@@ -90,7 +91,13 @@ class TileWalker(wiring.Component):
                     skips.eq(self.tile_step - 1),
                 ]
 
-        with m.If(commit):
+        # The commit's resets come from a register, a clock late (`restart`): the address
+        # decode fans out to every lane block's walker and counters, and ends at one flip-flop
+        # (synthesis merges the blocks' identical ones). A consumer takes no count in that clock
+        # (hw/framer.py, hw/bit_unpacker.py, hw/vlc_decoder.py each restart with it).
+        restart = Signal()
+        m.d.sync += restart.eq(commit)
+        with m.If(restart):
             m.d.sync += [armed.eq(1), pos.eq(0), skips.eq(self.tile_first),
                          self.o.valid.eq(0)]
         return m
