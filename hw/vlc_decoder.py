@@ -806,20 +806,26 @@ class VlcDecoder(wiring.Component):
         with m.If(load):
             m.d.comb += nxt.last_loaded.eq(word.last)
 
+        # A token's error flags wait a register before they set the sticky `status` bits (the
+        # path from the window's decode to them is long; a status bit may be a clock late, the
+        # values of the token are three stages behind anyway).
         status = self.status
-        with m.If(fire):
-            with m.If(st.last_loaded & chosen("over")):
-                m.d.sync += [status.overrun.eq(1), status.error.eq(1)]
-            with m.If(r2.bad_code):
-                m.d.sync += [status.code.eq(1), status.error.eq(1)]
+        flags = Signal(data.StructLayout({"overrun": 1, "code": 1, "leftover": 1}))
+        m.d.sync += [
+            flags.overrun.eq(fire & st.last_loaded & chosen("over")),
+            flags.code.eq(fire & r2.bad_code),
+            flags.leftover.eq(end_tile & (~st.last_loaded | chosen("spare"))),
+        ]
+        for name in ("overrun", "code", "leftover"):
+            with m.If(flags[name]):
+                m.d.sync += [getattr(status, name).eq(1), status.error.eq(1)]
         with m.If(end_tile):
             m.d.comb += [nxt.level.eq(0), nxt.tile_loaded.eq(0), nxt.last_loaded.eq(0),
                          nxt.win_ok.eq(0), nxt.off.eq(0), nxt.qcount.eq(0)]
             m.d.comb += [nxt.q[j].eq(0) for j in range(QUEUE_WORDS)]
-            # A whole word not needed by the code: not loaded yet, or still in the queue. The
-            # tile's words after it are skipped up to its `last` (a word taken now may be it).
-            with m.If(~st.last_loaded | chosen("spare")):
-                m.d.sync += [status.leftover.eq(1), status.error.eq(1)]
+            # A whole word not needed by the code (`flags.leftover`): not loaded yet, or still
+            # in the queue. The tile's words after it are skipped up to its `last` (a word taken
+            # now may be it).
             m.d.comb += nxt.draining.eq(~st.last_loaded & ~(load & word.last))
         with m.If(take & new_tile):
             first = Mux(word.empty, 0, word.data)
@@ -918,8 +924,8 @@ class VlcDecoder(wiring.Component):
             m.d.sync += status.eq(0)
         with m.If(restart):
             m.d.sync += [
-                c1_valid.eq(0), s.eq(0), r1.eq(0), r2.eq(0), d_valid.eq(0), e_valid.eq(0),
-                f_valid.eq(0), tin.eq(0), cur.eq(0), wsel.eq(0), in_valid.eq(0),
+                c1_valid.eq(0), s.eq(0), r1.eq(0), r2.eq(0), flags.eq(0), d_valid.eq(0),
+                e_valid.eq(0), f_valid.eq(0), tin.eq(0), cur.eq(0), wsel.eq(0), in_valid.eq(0),
                 *(valid.eq(0) for valid in stage_valids),
             ]
             for fr in fronts:
