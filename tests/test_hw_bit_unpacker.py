@@ -7,7 +7,8 @@ unpacker with random valid gaps and ready stalls. Well-formed tiles must come ou
 golden payload words with the tile's mode and a clean status; damaged tiles (every header field,
 payload bits, truncation, extra words, random garbage) as `sim.tb_bit_unpacker.unpacker_model`
 predicts from the module's documented rules, with exactly the predicted status bits and
-bad-tile count. At full rate the unpacker takes one word per clock.
+bad-tile count. At full rate the unpacker takes one word per clock. A commit in the middle of a
+tile (Amaranth's simulator) flushes it, as the module docstring says, clock by clock.
 """
 
 from __future__ import annotations
@@ -150,3 +151,89 @@ def test_many_corruptions(rate):
     for i in range(len(cases)):
         _check(expected, out, i)
         assert status_fields(out[f"c{i}_status"])["bad_tiles"] >= 1
+
+
+def test_commit_mid_tile():
+    """A commit in the middle of a tile, in Amaranth's simulator: the word taken in the commit's
+    clock is dropped, in the clock after none is taken and none leaves (though the word before
+    had filled the output register), and the next tile starts clean: tile number 0 again, its
+    payload words out exactly, status clear."""
+    from amaranth.sim import Simulator
+
+    from golden.bit_packer import tile_header
+    from hw.config import (
+        GLOBAL_COMMIT,
+        GLOBAL_IMAGE_PIXELS,
+        GLOBAL_TILE_PIXELS,
+        REGION_GLOBAL,
+    )
+
+    dut = BitUnpacker()
+    glob = lambda i, v: {"addr": (REGION_GLOBAL << 16) | i, "data": v}  # noqa: E731
+    # 4-pixel tiles of 8-pixel images at 64 raw bits per pixel: a raw tile is 4 words.
+    writes = [glob(GLOBAL_TILE_PIXELS, 4), glob(GLOBAL_IMAGE_PIXELS, 8), glob(GLOBAL_COMMIT, 64)]
+    payload = np.arange(1, 5, dtype=np.uint64) * 0x0101_0101_0101_0101
+    good = [int(tile_header(4, 1, 0, payload))] + [int(w) for w in payload]
+    log = {}
+
+    async def bench(ctx):
+        async def write(w):
+            ctx.set(dut.cfg.valid, 1)
+            ctx.set(dut.cfg.payload, w)
+            await ctx.tick()
+            ctx.set(dut.cfg.valid, 0)
+
+        async def send(word, last=False):
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, {"data": word, "last": last})
+            for _ in range(20):
+                if ctx.get(dut.i.ready):
+                    break
+                await ctx.tick()
+            else:
+                raise AssertionError("word not taken in 20 clocks")
+            await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+
+        ctx.set(dut.o.ready, 1)
+        for w in writes:
+            await write(w)
+        await send(good[0])                 # a header, then two of its payload words
+        await send(good[1])
+        ctx.set(dut.i.valid, 1)             # a third word waits while the commit is written
+        ctx.set(dut.i.payload, {"data": good[2], "last": 0})
+        ctx.set(dut.cfg.valid, 1)
+        ctx.set(dut.cfg.payload, writes[-1])
+        log["ready_at_commit"] = ctx.get(dut.i.ready)
+        await ctx.tick()
+        ctx.set(dut.cfg.valid, 0)
+        log["after"] = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        for _ in range(8):
+            await ctx.tick()
+        for k, word in enumerate(good):
+            await send(word, last=k == len(good) - 1)
+        for _ in range(4):
+            await ctx.tick()
+        log["status"] = ctx.get(dut.status)
+
+    outputs = []
+
+    async def sink(ctx):
+        async for _clk, _rst, o_valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            if o_valid:
+                outputs.append(int(payload.data))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.add_process(sink)
+    sim.run_until(200e-6)
+    assert log["ready_at_commit"] == 1
+    assert log["after"] == (0, 0), "a word taken or given in the clock after the commit"
+    # Before the commit: the first payload word (the second was taken in the commit's clock,
+    # with the third offered: dropped); after it: the new tile's four words.
+    assert outputs == good[1:2] + good[1:], [hex(w) for w in outputs]
+    status = log["status"]
+    assert int(status.error) == 0 and int(status.bad_tiles) == 0, status
