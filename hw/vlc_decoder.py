@@ -31,10 +31,10 @@ The token loop (where the next token starts depends on this token's length) cann
 clock at 100 MHz on an ECP5 (49 MHz when it did, README "Synthesis"), so it is cut into three
 stages C1, C2, C3, and three tiles are decoded at once, one token of each in turn (the loop is
 C-slowed): tile j of the lane goes to context j % 3, each context owns an input FIFO of
-`in_depth` words, its own S0/A/A2/B/B2 front and an output FIFO of `out_depth` values, and the
-contexts' states ride round the ring C1 -> C2 -> C3 -> C1, so a context fires at most every
-third clock and the three together one token per clock. A merger gives the values back in tile
-order (context 0's tile, then 1's, then 2's, ...).
+`in_depth` words (`in_depth` - 1 used), its own S0/A/A2/B/B2 front and an output FIFO of
+`out_depth` values, and the contexts' states ride round the ring C1 -> C2 -> C3 -> C1, so a
+context fires at most every third clock and the three together one token per clock. A merger
+gives the values back in tile order (context 0's tile, then 1's, then 2's, ...).
 
 Throughput one value per clock sustained, tile boundaries included (a tile's first word is
 loaded in the turn that decodes the context's previous tile's last value), as long as words
@@ -169,7 +169,7 @@ class VlcDecoder(wiring.Component):
     exceed it), `max_channels` (largest C; sizes the class map), `max_classes` (classes the
     parameter registers and Huffman tables hold; profiles have at most 16), `tile_first`,
     `tile_step` (the tiles of lane p of P: p, P), `in_depth` (payload words each tile context
-    buffers), `out_depth` (values each tile context buffers).
+    buffers, one place left free), `out_depth` (values each tile context buffers).
     """
 
     def __init__(self, q_width: int = MAX_BITS, max_channels: int = 1 << COMP_BITS,
@@ -357,7 +357,12 @@ class VlcDecoder(wiring.Component):
         in_reg = held("in_reg", payload_word(), INPUT_REGS, self.i, None)
         tin = Signal(range(K))         # the context the arriving tile's words go to
         arriving_word = in_reg.o
-        m.d.comb += arriving_word.ready.eq(Array(f.w_rdy for f in in_fifos)[tin] & ~restart)
+        # Whether the context's FIFO takes the word comes from a register: it had two free
+        # places a clock ago (at most one word comes per clock), so its last place stays unused.
+        # The level comparison would otherwise run on into the input registers' shift.
+        room = Signal(K, init=(1 << K) - 1)
+        m.d.sync += [room[k].eq(fi.level < self.in_depth - 1) for k, fi in enumerate(in_fifos)]
+        m.d.comb += arriving_word.ready.eq(room.bit_select(tin, 1) & ~restart)
         for k, fi in enumerate(in_fifos):
             m.d.comb += [fi.w_data.eq(arriving_word.payload),
                          fi.w_en.eq(arriving_word.valid & arriving_word.ready & (tin == k))]
