@@ -242,8 +242,10 @@ class _GroupTransform(wiring.Component):
         # Accumulate; the group's last input completes all N sums at once.
         first = sp["first"]
         end = sp["v"] & sp["end"]
+        # The rounding constant comes from a register (a clock after F is written; values come
+        # many clocks after the configuration), so F's decode does not run on into the adders.
         round_const = Signal(signed(acc_width))
-        m.d.comb += round_const.eq((1 << self.frac_bits) >> 1)
+        m.d.sync += round_const.eq((1 << self.frac_bits) >> 1)
         acc = [Signal(signed(acc_width), name=f"acc{k}") for k in range(N)]
         total = [Signal(signed(acc_width), name=f"total{k}") for k in range(N)]
         for k, (a, t) in enumerate(zip(acc, total, strict=True)):
