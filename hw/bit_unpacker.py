@@ -35,8 +35,9 @@ hangs,
 and the decoder downstream always gets exactly one tile per header.
 
 Throughput one word per clock; latency one clock (output register; `i.ready` depends on
-`o.ready` combinationally). The CRC is checked in the clock after a tile's last word, in
-parallel with the next header, by a 64-bit-parallel CRC-32 (hw/crc.py).
+`o.ready` combinationally). The CRC is finished in the clock after a tile's last word, in
+parallel with the next header, by a 64-bit-parallel CRC-32 (hw/crc.py), and checked in the
+clock after that, when `status` shows the tile's errors.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -232,13 +233,26 @@ class BitUnpacker(wiring.Component):
                     with m.If(count + 1 != length):
                         m.d.sync += errs[3].eq(1)
 
-        # -- close the tile: CRC over payload + header bits 0..31, status ----------------------
+        # -- close the tile: CRC over payload + header bits 0..31, then status -----------------
+        # In the clock after the last word the CRC is finished and kept with the tile's check
+        # and errors (the next header may overwrite those in that clock); they are compared and
+        # counted a clock later (`close`).
         status = self.status
-        crc_bad = (crc32_next(crc, low) ^ CRC32_XOROUT) != check
+        close = Signal()
+        crc_end = Signal(32)
+        check_end = Signal(32)
+        errs_end = Signal.like(errs)
+        m.d.sync += close.eq(finish)
         with m.If(finish):
-            m.d.sync += crc.eq(CRC32_INIT)
+            m.d.sync += [
+                crc.eq(CRC32_INIT),
+                crc_end.eq(crc32_next(crc, low) ^ CRC32_XOROUT),
+                check_end.eq(check),
+                errs_end.eq(errs),
+            ]
+        with m.If(close):
             bad = Signal(len(_CAUSES))
-            m.d.comb += bad.eq(Cat(crc_bad, errs))
+            m.d.comb += bad.eq(Cat(crc_end != check_end, errs_end))
             for n, name in enumerate(_CAUSES):
                 with m.If(bad[n]):
                     m.d.sync += getattr(status, name).eq(1)
@@ -256,6 +270,7 @@ class BitUnpacker(wiring.Component):
                 in_tile.eq(0),
                 dropping.eq(0),
                 finish.eq(0),
+                close.eq(0),
                 crc.eq(CRC32_INIT),
                 o_valid.eq(0),
                 status.eq(0),

@@ -1,6 +1,6 @@
 """Decoder lane: container tiles in, reconstructed values out (the read path of one lane).
 
-    BitUnpacker -> VlcDecoder -> Dequantizer -> InverseTransform (+ ReLU)
+    BitUnpacker -> VlcDecoder -> Dequantizer -> RegisterFifo(2) -> InverseTransform (+ ReLU)
 
 Stream contract
 ---------------
@@ -26,6 +26,7 @@ from hw.bit_unpacker import BitUnpacker, container_word, unpacker_status
 from hw.config import config_signature
 from hw.framing import framed
 from hw.quantizer import Dequantizer
+from hw.register_fifo import RegisterFifo
 from hw.transform import InverseTransform
 from hw.vlc_decoder import VlcDecoder, decoder_status
 
@@ -75,8 +76,15 @@ class DecoderLane(wiring.Component):
         for b in blocks:  # configuration is a broadcast: every block's port is always ready
             m.d.comb += [b.cfg.valid.eq(self.cfg.valid), b.cfg.payload.eq(self.cfg.payload)]
 
+        # The inverse transform's ready depends on its output slots; two registers between it
+        # and the dequantizer end that path there instead of running on through the
+        # dequantizer's stages into its memories' enables.
+        m.submodules.dq_fifo = dq_fifo = RegisterFifo(dequantizer.o.payload.shape(), depth=2)
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
         for a, b in zip(blocks, blocks[1:], strict=False):
+            if b is inverse:
+                wiring.connect(m, a.o, dq_fifo.i)
+                a = dq_fifo
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, inverse.o, wiring.flipped(self.o))
 
