@@ -1,6 +1,7 @@
 """Encoder lane: conv-engine values in, container tiles out (the write path of one lane).
 
-    Framer -> Transform -> Quantizer -> RegisterFifo(2) -> VlcEncoder -> BitPacker
+    Framer -> Transform -> Quantizer -> RegisterFifo(2) -> VlcEncoder -> RegisterFifo(2)
+           -> BitPacker
 
 With `transform=False` the lane is the write path of the folded placement (docs/FORMAT.md,
 DESIGN.md): the conv engine's weights already carry the transform, so its outputs enter the
@@ -86,14 +87,19 @@ class EncoderLane(wiring.Component):
         for b in blocks:
             m.d.comb += [b.cfg.valid.eq(self.cfg.valid), b.cfg.payload.eq(self.cfg.payload)]
 
-        # The encoder's ready depends on its lookahead stage; two registers between it and the
-        # quantizer end that path there instead of running on through the quantizer's stages.
-        m.submodules.q_fifo = q_fifo = RegisterFifo(quantizer.o.payload.shape(), depth=2)
+        # The encoder's ready depends on its lookahead stage, the packer's on its send state;
+        # two registers in front of each end those paths there instead of running on through
+        # the stages before.
+        fifos = {
+            encoder: RegisterFifo(quantizer.o.payload.shape(), depth=2),
+            packer: RegisterFifo(encoder.o.payload.shape(), depth=2),
+        }
+        m.submodules.q_fifo, m.submodules.e_fifo = fifos[encoder], fifos[packer]
         wiring.connect(m, wiring.flipped(self.i), framer.i)
         for a, b in zip(blocks, blocks[1:], strict=False):
-            if b is encoder:
-                wiring.connect(m, a.o, q_fifo.i)
-                a = q_fifo
+            if b in fifos:
+                wiring.connect(m, a.o, fifos[b].i)
+                a = fifos[b]
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, packer.o, wiring.flipped(self.o))
 

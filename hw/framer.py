@@ -72,7 +72,9 @@ class Framer(wiring.Component):
         have = Signal()                    # the current tile's size is in `last_pix`
         last_pix = Signal(TILE_PIXEL_BITS)
 
-        pixel_last = comp == channels - 1
+        # Whether `comp` is the pixel's last channel is kept in a register, set as `comp` moves,
+        # so no comparison with C lies on the path from a value to the tile walker.
+        pixel_last = Signal()
         tile_end = pixel_last & (tile_pix == last_pix)
 
         # The commit's resets come from a register, a clock late (`restart`), as in the tile
@@ -92,9 +94,10 @@ class Framer(wiring.Component):
                 self.o.payload.comp.eq(comp),
                 self.o.payload.tile_last.eq(tile_end),
                 comp.eq(comp + 1),
+                pixel_last.eq(comp + 2 == channels),
             ]
             with m.If(pixel_last):
-                m.d.sync += [comp.eq(0), tile_pix.eq(tile_pix + 1)]
+                m.d.sync += [comp.eq(0), pixel_last.eq(channels == 1), tile_pix.eq(tile_pix + 1)]
             with m.If(tile_end):
                 m.d.sync += [tile_pix.eq(0), have.eq(0)]
 
@@ -105,6 +108,6 @@ class Framer(wiring.Component):
 
         # The commit write starts a new tensor after every value accepted up to its clock.
         with m.If(restart):
-            m.d.sync += [comp.eq(0), tile_pix.eq(0), have.eq(0)]
+            m.d.sync += [comp.eq(0), pixel_last.eq(channels == 1), tile_pix.eq(0), have.eq(0)]
 
         return m
