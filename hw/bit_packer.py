@@ -48,7 +48,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.config import GLOBAL_COMMIT, REGION_GLOBAL, config_signature, index, region
+from hw.config import config_signature, restart_after_commit
 from hw.crc import CRC32_XOROUT, Crc32, crc32_next
 from hw.vlc_encoder import token_pair
 
@@ -129,11 +129,8 @@ class BitPacker(wiring.Component):
 
         # A raw payload longer than the buffer: the profile's tiles are too large for this
         # instance; such tiles go out cut short (and fail their length check when read).
-        # The commit acts a clock after its write (`restart`, a register): the address decode
-        # then ends at one flip-flop, shared with the other blocks of a lane by synthesis.
-        restart = Signal()
-        m.d.sync += restart.eq(self.cfg.valid & (region(self.cfg.p.addr) == REGION_GLOBAL) &
-                               (index(self.cfg.p.addr) == GLOBAL_COMMIT))
+        # The commit acts a clock after its write (hw/config.py `restart_after_commit`).
+        restart = restart_after_commit(m, self.cfg)
         with m.If(restart):
             m.d.sync += self.error.eq(0)
         with m.Elif(overflow):

@@ -45,11 +45,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import (
-    GLOBAL_COMMIT,
-    REGION_GLOBAL,
     config_signature,
-    index,
-    region,
+    is_commit,
+    restart_after_commit,
 )
 from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
 from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
@@ -111,20 +109,15 @@ class BitUnpacker(wiring.Component):
         # -- configuration ---------------------------------------------------------------------
         cfg = self.cfg
         raw_bpp = Signal(RAW_BPP_BITS)
-        commit = Signal()
-        with m.If(cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL) &
-                  (index(cfg.p.addr) == GLOBAL_COMMIT)):
+        with m.If(is_commit(cfg)):
             m.d.sync += raw_bpp.eq(cfg.p.data)
-            m.d.comb += commit.eq(1)
         m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
         m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
 
-        # The commit's resets reach all of the unpacker's state, so they come from a register, a
-        # clock late (`restart`; in a lane it is the decoder's one, merged by synthesis): what is
+        # The commit's resets come a clock late (hw/config.py `restart_after_commit`): what is
         # taken in the commit's clock is flushed with the rest, and in the restart's clock no
         # word is taken and none leaves.
-        restart = Signal()
-        m.d.sync += restart.eq(commit)
+        restart = restart_after_commit(m, cfg)
 
         # -- tile geometry: raw size of the tile whose header comes next -----------------------
         # A three-step pipeline (pixel count from the tile walker, product, words), restarted by

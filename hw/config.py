@@ -8,6 +8,7 @@ lane broadcasts without arbitration.
 Mirrors golden/profile.py (`config_writes`); the region numbers here must equal those there.
 """
 
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream
 
 ADDR_BITS = 20
@@ -52,3 +53,19 @@ def region(addr):
 def index(addr):
     """Index field of a configuration address (an Amaranth value)."""
     return addr[0:16]
+
+
+def is_commit(cfg):
+    """The commit write (global 7) is on `cfg` in this clock (an Amaranth value)."""
+    return cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL) & (index(cfg.p.addr) == GLOBAL_COMMIT)
+
+
+def restart_after_commit(m: Module, cfg) -> Signal:
+    """A flip-flop that is 1 in the clock after the commit write. A block resets on it rather
+    than on the write, so the address decode ends at this flip-flop (synthesis merges the blocks'
+    identical ones) instead of running on into every block's counters. What a block takes in the
+    commit's clock belongs to the tensor before (or is flushed, as the block's docstring says);
+    in the restart's clock a block takes nothing that the restart would lose."""
+    restart = Signal()
+    m.d.sync += restart.eq(is_commit(cfg))
+    return restart

@@ -26,11 +26,11 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import (
     GLOBAL_CHANNELS,
-    GLOBAL_COMMIT,
     REGION_GLOBAL,
     config_signature,
     index,
     region,
+    restart_after_commit,
 )
 from hw.framing import COMP_BITS, framed
 from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
@@ -59,13 +59,9 @@ class Framer(wiring.Component):
         m.d.comb += [walker.cfg.valid.eq(self.cfg.valid), walker.cfg.payload.eq(self.cfg.payload)]
 
         channels = Signal(COMP_BITS + 1)
-        commit = Signal()
-        with m.If(self.cfg.valid & (region(self.cfg.payload.addr) == REGION_GLOBAL)):
-            with m.Switch(index(self.cfg.payload.addr)):
-                with m.Case(GLOBAL_CHANNELS):
-                    m.d.sync += channels.eq(self.cfg.payload.data)
-                with m.Case(GLOBAL_COMMIT):
-                    m.d.comb += commit.eq(1)
+        with m.If(self.cfg.valid & (region(self.cfg.payload.addr) == REGION_GLOBAL) &
+                  (index(self.cfg.payload.addr) == GLOBAL_CHANNELS)):
+            m.d.sync += channels.eq(self.cfg.payload.data)
 
         comp = Signal(COMP_BITS)
         tile_pix = Signal(TILE_PIXEL_BITS)
@@ -77,11 +73,9 @@ class Framer(wiring.Component):
         pixel_last = Signal()
         tile_end = pixel_last & (tile_pix == last_pix)
 
-        # The commit's resets come from a register, a clock late (`restart`), as in the tile
-        # walker, so that the address decode does not run on into the counters; in the
-        # restart's clock no value and no tile size is taken.
-        restart = Signal()
-        m.d.sync += restart.eq(commit)
+        # The commit resets the counters a clock late (hw/config.py `restart_after_commit`, as
+        # the tile walker does); in the restart's clock no value and no tile size is taken.
+        restart = restart_after_commit(m, self.cfg)
 
         m.d.comb += self.i.ready.eq(have & (~self.o.valid | self.o.ready) & ~restart)
         take = self.i.valid & self.i.ready

@@ -55,7 +55,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.bit_packer import packed_word
 from hw.bit_unpacker import BAD_TILE_BITS, container_word
-from hw.config import GLOBAL_COMMIT, REGION_GLOBAL, config_signature, index, region
+from hw.config import config_signature, is_commit
 from hw.decoder_lane import DecoderLane, lane_status
 from hw.encoder_lane import EncoderLane
 
@@ -67,13 +67,6 @@ def _check(lanes: int, kwargs: dict) -> int:
         if k in kwargs:
             raise TypeError(f"{k} is set per lane by the multi-lane component")
     return lanes
-
-
-def _commit(m: Module, cfg) -> Signal:
-    commit = Signal()
-    m.d.comb += commit.eq(cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL) &
-                          (index(cfg.p.addr) == GLOBAL_COMMIT))
-    return commit
 
 
 def _broadcast(m: Module, cfg, lanes) -> None:
@@ -127,7 +120,7 @@ class EncoderLanes(wiring.Component):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(word)]
             with m.If(word.last):
                 m.d.sync += sel.eq(_next(sel, self.lanes))
-        with m.If(_commit(m, self.cfg)):
+        with m.If(is_commit(self.cfg)):
             m.d.sync += sel.eq(0)
         return m
 
@@ -185,7 +178,7 @@ class DecoderLanes(wiring.Component):
 
         # Split: whole tiles in turn to lane 0, 1, ..., P - 1, each into a FIFO deep enough for
         # two tiles, so the split is never held up by a lane busy with its previous tile.
-        commit = _commit(m, self.cfg)
+        commit = is_commit(self.cfg)
         sel = Signal(range(self.lanes))
         w = len(self.i.payload.as_value())
         readies = []

@@ -27,13 +27,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import (
-    GLOBAL_COMMIT,
     GLOBAL_IMAGE_PIXELS,
     GLOBAL_TILE_PIXELS,
     REGION_GLOBAL,
     config_signature,
     index,
     region,
+    restart_after_commit,
 )
 
 TILE_PIXEL_BITS = 16    # tile_pixels < 2^16 (golden/profile.py validates it)
@@ -59,7 +59,6 @@ class TileWalker(wiring.Component):
 
         tile_pixels = Signal(TILE_PIXEL_BITS)
         image_pixels = Signal(IMAGE_PIXEL_BITS)
-        commit = Signal()
         cfg = self.cfg
         with m.If(cfg.valid & (region(cfg.p.addr) == REGION_GLOBAL)):
             with m.Switch(index(cfg.p.addr)):
@@ -67,8 +66,6 @@ class TileWalker(wiring.Component):
                     m.d.sync += tile_pixels.eq(cfg.p.data)
                 with m.Case(GLOBAL_IMAGE_PIXELS):
                     m.d.sync += image_pixels.eq(cfg.p.data)
-                with m.Case(GLOBAL_COMMIT):
-                    m.d.comb += commit.eq(1)
 
         armed = Signal()        # a commit was seen: the geometry is valid
         pos = Signal(IMAGE_PIXEL_BITS)      # first pixel (within its image) of the next tile
@@ -91,12 +88,10 @@ class TileWalker(wiring.Component):
                     skips.eq(self.tile_step - 1),
                 ]
 
-        # The commit's resets come from a register, a clock late (`restart`): the address
-        # decode fans out to every lane block's walker and counters, and ends at one flip-flop
-        # (synthesis merges the blocks' identical ones). A consumer takes no count in that clock
-        # (hw/framer.py, hw/bit_unpacker.py, hw/vlc_decoder.py each restart with it).
-        restart = Signal()
-        m.d.sync += restart.eq(commit)
+        # The commit restarts the walk a clock late (hw/config.py `restart_after_commit`); a
+        # consumer takes no count in that clock (hw/framer.py, hw/bit_unpacker.py and
+        # hw/vlc_decoder.py each restart with it).
+        restart = restart_after_commit(m, cfg)
         with m.If(restart):
             m.d.sync += [armed.eq(1), pos.eq(0), skips.eq(self.tile_first),
                          self.o.valid.eq(0)]

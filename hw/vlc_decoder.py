@@ -98,7 +98,6 @@ from hw.config import (
     CLASS_MODE,
     CLASS_ZFLAG,
     GLOBAL_CHANNELS,
-    GLOBAL_COMMIT,
     MODE_DROP,
     MODE_HUFFMAN,
     MODE_RAW,
@@ -111,7 +110,9 @@ from hw.config import (
     REGION_HUFF_SYM,
     config_signature,
     index,
+    is_commit,
     region,
+    restart_after_commit,
 )
 from hw.framing import COMP_BITS, framed
 from hw.register_fifo import RegisterFifo
@@ -207,7 +208,7 @@ class VlcDecoder(wiring.Component):
         cfg_region, cfg_index, cfg_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
 
         channels = Signal(COMP_BITS + 1)
-        commit = Signal()
+        commit = is_commit(cfg)
         m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
         m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
 
@@ -292,17 +293,14 @@ class VlcDecoder(wiring.Component):
                     with m.Switch(cfg_index):
                         with m.Case(GLOBAL_CHANNELS):
                             m.d.sync += channels.eq(cfg_data)
-                        with m.Case(GLOBAL_COMMIT):
-                            m.d.comb += commit.eq(1)
 
 
         K = CONTEXTS
 
-        # The commit's resets reach every part of the decoder, so they come from a register, a
-        # clock late (`restart`): what is taken in the commit's clock is flushed with the rest,
-        # and in the restart's clock no word, tile size or value passes.
-        restart = Signal()
-        m.d.sync += restart.eq(commit)
+        # The commit's resets reach every part of the decoder, so they come a clock late
+        # (hw/config.py `restart_after_commit`): what is taken in the commit's clock is flushed
+        # with the rest, and in the restart's clock no word, tile size or value passes.
+        restart = restart_after_commit(m, cfg)
 
         # -- tile contexts: input FIFOs (one per context, tile j of the lane -> context j % K) --
         in_fifos, out_fifos = [], []
