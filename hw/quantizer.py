@@ -15,11 +15,12 @@ Stream contract (both blocks)
 
 Throughput one value per clock; latency 7 clocks. Stages: class map read, class register, class
 parameter read, multiply (and decode the rounding constant), round, shift, clamp. Every block RAM
-output is registered before it feeds logic. A stage takes a new value when it is empty or its
-value moves on, so payload and valid hold while `o.ready` is low, bubbles close up under
-back-pressure. The input passes a one-value skid register, so `i.ready` is a flip-flop (no
-combinational path from `o.ready` to `i.ready`); the skid fills only while stage 1 stalls and
-drains before the port is read again.
+output is registered before it feeds logic. The stages move together whenever the output
+register is empty or read (`~o.valid | o.ready`), so payload and valid hold while `o.ready` is
+low; bubbles in the pipeline stay bubbles (at full rate there are none). The input passes a
+one-value skid register, so `i.ready` is a flip-flop (no combinational path from `o.ready` to
+`i.ready`); the skid fills only while the pipeline stands and drains before the port is read
+again.
 
 The shift field holds 0..63. Every shift above `w` (the product width) gives 0 exactly as
 `round_shift` does (for |p| < 2^(w-1) and s > w, p + 2^(s-1) lies in [0, 2^s)), so the shift is
@@ -82,34 +83,34 @@ class _ScaleStage(wiring.Component):
         cfg_index = index(cfg.payload.addr)
         class_bits = max(ceil_log2(self.max_classes), 1)
 
-        # Stage k takes a new value when it is empty or its value moves on (en[k + 1]), so
-        # bubbles close up under back-pressure; en[STAGES] is the output register's.
+        # The whole pipeline moves together: every stage takes its predecessor's value (or
+        # bubble) whenever the output register may take one, `en`, one LUT from two registers.
+        # (Stages that each moved on their own, closing up bubbles under back-pressure, made
+        # `en` of stage 1 a chain through all seven stages, the lane's critical path.)
         # The input goes through a skid register, so `i.ready` is a flip-flop: the upstream
-        # block (the VLC decoder's token loop, behind the dequantizer) does not wait for the
-        # ready chain of these stages within its own clock. `inp` is the skid's value while it
-        # holds one, else the input port.
+        # block (the VLC decoder's token loop, behind the dequantizer) does not wait for `en`
+        # within its own clock. `inp` is the skid's value while it holds one, else the input
+        # port.
         skid_v = Signal()
         skid = Signal.like(self.i.payload)
         inp = Signal.like(self.i.payload)
         m.d.comb += [self.i.ready.eq(~skid_v),
                      inp.eq(Mux(skid_v, skid, self.i.payload))]
         v = [Signal(name="v0")] + [Signal(name=f"v{k}") for k in range(1, STAGES)]
-        en = [None] + [Signal(name=f"en{k}") for k in range(1, STAGES + 1)]
+        en = Signal()
         m.d.comb += [v[0].eq(skid_v | self.i.valid),
-                     en[STAGES].eq(~self.o.valid | self.o.ready)]
-        for k in range(STAGES - 1, 0, -1):
-            m.d.comb += en[k].eq(~v[k] | en[k + 1])
-        # A value taken while stage 1 does not move waits in the skid; the skid drains first.
-        with m.If(en[1]):
+                     en.eq(~self.o.valid | self.o.ready)]
+        # A value taken while the pipeline stands waits in the skid; the skid drains first.
+        with m.If(en):
             m.d.sync += skid_v.eq(0)
         with m.Elif(self.i.valid & ~skid_v):
             m.d.sync += [skid_v.eq(1), skid.eq(self.i.payload)]
 
         def stage(k, **values):
-            """Registers of stage k, loaded whenever the stage takes a value; `v[k]` follows."""
+            """Registers of stage k, loaded whenever the pipeline moves; `v[k]` follows."""
             regs = {name: Signal(Value.cast(val).shape(), name=f"{name}{k}")
                     for name, val in values.items()}
-            with m.If(en[k]):
+            with m.If(en):
                 m.d.sync += v[k].eq(v[k - 1])
                 m.d.sync += [regs[name].eq(val) for name, val in values.items()]
             return regs
@@ -127,7 +128,7 @@ class _ScaleStage(wiring.Component):
                      & (cfg_index < self.max_channels)),
         ]
         class_read = class_map.read_port()
-        m.d.comb += [class_read.addr.eq(inp.comp), class_read.en.eq(en[1])]
+        m.d.comb += [class_read.addr.eq(inp.comp), class_read.en.eq(en)]
         s1 = stage(1, y=inp.data, comp=inp.comp, tl=inp.tile_last)
         s2 = stage(2, y=s1["y"], comp=s1["comp"], tl=s1["tl"], cls=class_read.data)
 
@@ -143,7 +144,7 @@ class _ScaleStage(wiring.Component):
                          & (cfg_index[3:] < self.max_classes)),
             ]
             rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(s2["cls"]), rp.en.eq(en[3])]
+            m.d.comb += [rp.addr.eq(s2["cls"]), rp.en.eq(en)]
             params[name] = rp.data
         s3 = stage(3, y=s2["y"], comp=s2["comp"], tl=s2["tl"])
 
@@ -189,7 +190,7 @@ class _ScaleStage(wiring.Component):
         lo = Signal(signed(self.out_width))
         m.d.comb += lo.eq(-hi - 1)
         clamped = Mux(r > hi, hi, Mux(r < lo, lo, r))
-        with m.If(en[STAGES]):
+        with m.If(en):
             m.d.sync += [
                 self.o.valid.eq(v[STAGES - 1]),
                 self.o.payload.data.eq(Mux(s6["zero"], 0, clamped)),
