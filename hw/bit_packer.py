@@ -193,6 +193,11 @@ class BitPacker(wiring.Component):
 
         header = Signal(WORD_BITS)
         sent = Signal(count_shape)             # payload words sent
+        # The next payload word is the tile's last, decided a word ahead (and the empty tile in
+        # HEADER) so that the end of a tile, which frees its bank for the incoming tokens, waits
+        # for no comparison.
+        is_last = Signal()
+        empty = Signal()                       # the tile has no payload words (e_len == 0)
 
         with m.If(advance):
             m.d.sync += self.o.valid.eq(0)
@@ -212,6 +217,8 @@ class BitPacker(wiring.Component):
                     header.eq(Cat(e_low, crc32_next(e_crc, e_low) ^ CRC32_XOROUT)),
                     pos.eq(1),
                     sent.eq(0),
+                    is_last.eq(e_len == 1),
+                    empty.eq(e_len == 0),
                 ]
                 m.next = "SEND_HEADER"
             with m.State("SEND_HEADER"):
@@ -221,10 +228,10 @@ class BitPacker(wiring.Component):
                         self.o.valid.eq(1),
                         self.o.p.data.eq(header),
                         self.o.p.first.eq(1),
-                        self.o.p.last.eq(e_len == 0),
+                        self.o.p.last.eq(empty),
                         pos.eq(pos + 1),
                     ]
-                    with m.If(e_len == 0):
+                    with m.If(empty):
                         m.d.comb += done.eq(1)
                         m.next = "WAIT"
                     with m.Else():
@@ -232,7 +239,6 @@ class BitPacker(wiring.Component):
             with m.State("SEND_PAYLOAD"):
                 # One word per taken beat; the buffer reads two words ahead.
                 m.d.comb += [rd_en.eq(advance), rdq_en.eq(advance)]
-                is_last = sent == e_len - 1
                 with m.If(advance):
                     m.d.sync += [
                         self.o.valid.eq(1),
@@ -241,6 +247,7 @@ class BitPacker(wiring.Component):
                         self.o.p.last.eq(is_last),
                         pos.eq(pos + 1),
                         sent.eq(sent + 1),
+                        is_last.eq(sent + 2 == e_len),
                     ]
                     with m.If(is_last):
                         m.d.comb += done.eq(1)
