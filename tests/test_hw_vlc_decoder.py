@@ -23,9 +23,11 @@ import pytest
 
 from golden.calibrate import calibrate
 from golden.container import encode_q
+from golden.errors import ContainerError
 from golden.profile import ClassParams
 from golden.quantizer import quantize
 from golden.transform import forward, to_pixels
+from golden.vlc_decoder import decode_tiles
 from hw.vlc_decoder import CONTEXTS, HEAD_DEPTH, INPUT_REGS, VlcDecoder
 from sim.runner import run_cocotb
 from sim.tb_framed import feature_map, verilog_for
@@ -359,3 +361,23 @@ def test_corrupt_decoder(rate):
         assert dec["leftover"] == 1
         if rate == "full_rate":
             _check_bounded(data, out, i)
+
+
+def test_value_out_of_range():
+    """A Rice token whose value lies outside its class's width (five ones, 5, in a 2-bit class;
+    a profile may allow it with esc = 16, and the golden decoder rejects it) sets `code`; the
+    tiles around it stay exact."""
+    prof = identity_profile([ClassParams("rice", bits=2, k=0, esc=16)],
+                            np.zeros(8, dtype=np.int64), tile_pixels=16)
+    q = np.zeros((64, 8), np.int64)
+    q[::7, ::3] = 1
+    enc, tiles = _encoded(prof, q, 32)
+    assert _modes(tiles) == {0}, "want coded tiles"
+    bad = np.asarray([0x1F, 0, 0], np.uint64)   # stream bits 1 1 1 1 1 0, then zeros
+    with pytest.raises(ContainerError, match="outside the width"):
+        decode_tiles([bad], [prof.tile_pixels], prof)
+    tiles[1] = np.concatenate([tiles[1][:1], bad])
+    data, out = _run("out_of_range", [(prof, q, 32, tiles, (1,))])
+    _check_case(data, out, 0)
+    dec = _bits(out["c0_status"], DEC_STATUS)
+    assert dec == {"error": 1, "overrun": 0, "leftover": 0, "code": 1}
