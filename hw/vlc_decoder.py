@@ -813,7 +813,7 @@ class VlcDecoder(wiring.Component):
         # path from the window's decode to them is long; a status bit may be a clock late, the
         # values of the token are three stages behind anyway).
         status = self.status
-        flags = Signal(data.StructLayout({"overrun": 1, "code": 1, "leftover": 1, "range": 1}))
+        flags = Signal(data.StructLayout({"overrun": 1, "code": 1, "leftover": 1}))
         m.d.sync += [
             flags.overrun.eq(fire & st.last_loaded & chosen("over")),
             flags.code.eq(fire & r2.bad_code),
@@ -918,10 +918,7 @@ class VlcDecoder(wiring.Component):
             m.d.comb += pending[k].eq(
                 (r1.fire & (ph2 == k)) + (r2.fire & (ph3 == k)) + (d_valid & (d.ctx == k))
                 + (e_valid & (e.ctx == k)) + (f_valid & (f.ctx == k)) + fo.level)
-        # A value out of its class's range is a code error too; its flag waits a register as well
-        # (the shift by `bits` after the Rice sum is a long path to the status bits).
-        m.d.sync += flags.range.eq(f_valid & out_of_range)
-        with m.If(flags.range):
+        with m.If(f_valid & out_of_range):
             m.d.sync += [status.code.eq(1), status.error.eq(1)]
 
         # The commit starts a new tensor: counters from zero, nothing in flight, status clear
