@@ -371,7 +371,7 @@ def test_value_out_of_range():
                             np.zeros(8, dtype=np.int64), tile_pixels=16)
     q = np.zeros((64, 8), np.int64)
     q[::7, ::3] = 1
-    enc, tiles = _encoded(prof, q, 32)
+    _, tiles = _encoded(prof, q, 32)
     assert _modes(tiles) == {0}, "want coded tiles"
     bad = np.asarray([0x1F, 0, 0], np.uint64)   # stream bits 1 1 1 1 1 0, then zeros
     with pytest.raises(ContainerError, match="outside the width"):
