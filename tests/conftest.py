@@ -53,17 +53,17 @@ def _yosys_missing() -> str:
 # The longest tests (a large design to convert and compile, many simulated clocks), in the order
 # they start. `make test` hands tests to its two workers one at a time (pytest-xdist's
 # `--maxschedchunk 1`, the first two each at once), so the long ones run side by side from the
-# start instead of one of them last on one worker. The two tests of the P = 4 codec share one
+# start instead of one of them last on one worker. The two tests of the P = 2 codec share one
 # model and start on the same worker, one after the other, so neither waits for the other's
 # build. An entry that names no collected test is ignored (the order is only an optimisation).
 LONG_TESTS_FIRST = (
-    "tests/test_hw_fm_codec.py::test_lanes[4]",
-    "tests/test_hw_fm_codec.py::test_lanes_short_last_tile[4]",
-    "tests/test_hw_board.py::test_board_check_sim",
+    "tests/test_hw_fm_codec.py::test_lanes[2]",
+    "tests/test_hw_fm_codec.py::test_lanes_short_last_tile[2]",
+    "tests/test_hw_vlc_decoder.py::test_corrupt_front[stalls]",
+    "tests/test_hw_board.py::test_board_check_sim[compact]",
     "tests/test_hw_fm_codec.py::test_write_read_fixed",
     "tests/test_hw_lanes.py::test_decoder_lane_full_rate",
     "tests/test_hw_lanes.py::test_encoder_lane_full_rate",
-    "tests/test_hw_vlc_decoder.py::test_corrupt_front[stalls]",
     "tests/test_hw_lanes.py::test_encoder_lane_reports_packer_overflow",
     "tests/test_hw_lanes.py::test_encoder_lane_folded_placement",
     "tests/test_hw_vlc_encoder.py::test_feature_map[stalls]",

@@ -215,7 +215,7 @@ def _run_lanes(design, testcase, segments, block, lanes, name):
 
 # These run with FMCODEC_SLOW=1 (and `make sim` runs P = 2 and 4 lanes against the golden model),
 # to keep `make test` within its time: their models are among the largest to build. `make test`
-# checks P = 4 lanes inside the codec instead (tests/test_hw_fm_codec.py::test_lanes and
+# checks P = 2 lanes inside the codec instead (tests/test_hw_fm_codec.py::test_lanes and
 # ::test_lanes_short_last_tile: the same EncoderLanes and DecoderLanes, through DRAM).
 LANE_COUNTS = [
     pytest.param(p, marks=[pytest.mark.slow, pytest.mark.skipif(
