@@ -1,0 +1,823 @@
+"""Compact decoder lane: the read path of one lane, sequential, sized for an iCE40UP5K.
+
+A drop-in replacement for hw/decoder_lane.py's `DecoderLane` (same ports, same stream contract,
+same status bits, bit-exact output; docs/FORMAT.md is the definition) that trades throughput for
+area: one tile at a time, one step of the decode per clock, every table in block RAM.
+
+Stream contract
+---------------
+- `i`: `container_word()` (hw/bit_unpacker.py): each tile's header word, then its payload words,
+  `last` on the final word the DRAM reader delivers for the tile; lane p of P (`tile_first` = p,
+  `tile_step` = P) gets the tensor's tiles p, p + P, ...
+- `o`: `framed(out_width)` (hw/framing.py): the reconstruction, one channel value per beat in
+  channel order, `comp` = channel, `tile_last` on the tile's last value; `out_width` 8 (int8),
+  9 (uint8) or 16 (int16). ReLU (global 5) clamps at zero. Payload and valid hold while
+  `o.ready` is low.
+- `cfg`: the profile's configuration writes, broadcast, always ready; the commit (global 7)
+  restarts the lane a clock after its write (hw/config.py `restart_after_commit`).
+- `status`: `lane_status()` (hw/decoder_lane.py), sticky since the commit: the header and CRC
+  errors of hw/bit_unpacker.py (`unpacker.*`, counted in `bad_tiles`), the code errors of
+  hw/vlc_decoder.py (`decoder.overrun`, `.leftover`, `.code`), and `transform`: a configuration
+  this build cannot hold (N other than `group`; C zero, not a multiple of N or above
+  `max_channels`; a coefficient or offset outside 16 bits signed; a table index beyond the
+  build's sizes; a full raw tile above `max_tile_words`). `error` is the OR of all.
+  A bad tile still yields exactly its pixel count x C values (garbage, bits past its payload read
+  as zero) and the next tile starts clean. With a C that is a `transform` error every tile
+  still ends in bounded clocks, all its words taken: a pixel ends with the group that reaches
+  C (C above `max_channels` is held as `max_channels`), so N values per pixel for C = 0 and
+  N ceil(C / N) otherwise, `tile_last` on the last.
+
+Schedule (one tile at a time)
+-----------------------------
+1. Geometry: the tile's pixel count (hw/tile_walker.py) and raw size, three clocks.
+2. Header and payload: the CRC covers the payload, then the header's low 32 bits; it is
+   linear, so the header's part is computed first, from a zero state, while the header waits
+   on the input (8 clocks), and folded with the header's CRC field into one 32-bit target; the
+   header is then taken and checked (2 clocks). Each payload word is read where it waits on
+   the input, taken with its last nibble: its 16 nibbles go through a 4-bit-per-clock CRC-32
+   (selected into a register, taken by the CRC a clock later) while its four 16-bit halves are
+   written to the payload buffer (block RAM): 16 clocks per word, no word register. Eight zero
+   nibbles then advance the payload's CRC past the header bits, and it must equal the target,
+   so the tile's header and CRC status is final before its first value leaves. Words past
+   `min(length, raw size, max_tile_words)` are checked, not kept.
+3. Values, component by component: class map and class parameters (one block RAM, one entry
+   per clock: 5 clocks), the token one bit per clock (zero flag, raw and escape fields, Rice
+   unary and remainder, canonical Huffman code bit by bit against first/count of each length,
+   then the symbol read), the dequantizer (q x dqmul on the two DSPs, then the rounding shift
+   by 8, 4, 2 or 1 bits per clock), into a block RAM of the group's N values; after the
+   group's Nth value, each of its N outputs takes N MACs (coefficient x yh as two 16 x 12 DSP
+   products per clock, pipelined: N + 2 clocks), the rounding shift by F with the offset in
+   its last step, the clamp, and goes to the output register, where it waits for `o.ready`
+   while the next output's MACs run. A zero value (dropped class, zero flag 0) skips token and
+   dequantizer. The accumulator does each requested operation a clock later, from registers:
+   the operation, and the addend (the products' sum, the offset, 1 or 0) selected with the
+   request, so the products' sum and the accumulator are separate carry chains.
+
+Throughput: 38.7 clocks per value on a real feature map (int8, N = 8, 64 channels, PCA, 8-bit
+auto coder; tests/test_hw_compact_decoder.py prints it). Per value: class parameters 5 clocks,
+the token 1 + one per bit + 0 to 2 (symbol read, un-zigzag), the dequantizer 2 + its shift
+(4 for dqshift 15) + 1; per output: N + 2 MAC clocks, the shift by F with the offset (4 for
+F = 12), a clock for the last operation to land, the clamp 1; and 16 clocks per payload word
+(1.4 per value here). A zero value costs 7 clocks. No value leaves before its tile's words are
+all in. Latency: a tile's first value leaves about 16 x payload words + 20 + 40 N clocks after
+its header arrives. A tile costs a bounded number of clocks whatever its words hold: a token
+reads at most 1 + 31 + 16 bits.
+
+Size (/work/tools/ice40_area.py: yosys synth_ice40 -dsp; 64 channels, 64-word tiles, 16
+classes, N = 8, int8): 2,116 LUT4, 1,193 flip-flops, 644 carries, 10 block RAMs (payload
+buffer; class parameters + class map + offsets; Huffman first/count/base (2); Huffman symbols
+(2); coefficients (2); the group's yh (2)) and 3 DSPs (the two 16 x 12 products, the tile's raw
+size). nextpnr (UP5K, seed 1, the ports through serial shift registers) packs it and that
+wrapper into 3,079 of the 5,280 logic cells and reaches 36.4 MHz: above the iCEBreaker's 12 MHz
+clock, short of 40 MHz. The sequencer's state is one-hot (`fsm_encoding`; its initial value is
+the domain reset's). The longest paths are now a configuration write's decoding into the tile
+walker's handshake, the Huffman symbol's escape test into the field start, about 26 ns each;
+the accumulator, the Huffman compare, the CRC and the header checks each have their carry
+chains and selections split over two clocks.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from hw.bit_unpacker import (
+    LEN_BITS,
+    RAW_BPP_BITS,
+    TILE_NO_BITS,
+    container_word,
+    unpacker_status,
+)
+from hw.config import (
+    CLASS_BITS,
+    CLASS_DQMUL,
+    CLASS_DQSHIFT,
+    CLASS_K_ESC,
+    CLASS_MODE,
+    CLASS_ZFLAG,
+    GLOBAL_CHANNELS,
+    GLOBAL_FRAC_BITS,
+    GLOBAL_GROUP,
+    GLOBAL_RELU,
+    MODE_DROP,
+    MODE_RAW,
+    MODE_RICE,
+    REGION_CLASS,
+    REGION_CLASSMAP,
+    REGION_COEFF,
+    REGION_GLOBAL,
+    REGION_HUFF_DEC,
+    REGION_HUFF_SYM,
+    REGION_OFFSET,
+    config_signature,
+    index,
+    is_commit,
+    region,
+    restart_after_commit,
+)
+from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+from hw.decoder_lane import lane_status
+from hw.framing import framed
+from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
+from hw.vlc_decoder import decoder_status
+
+_DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+Y_BITS = 24             # dequantized values (sclamp 24, FORMAT.md)
+COEFF_BITS = 16         # coefficients and offsets held in 16 bits: one DSP operand
+ACC_BITS = 44           # 8 x (16 x 24-bit products) + offset, with room; N <= 16 fits too
+HUFF_LEN = 16
+ESC_SYMBOL = 63
+
+# States of the sequencer.
+(S_WALK, S_GEOM1, S_GEOM2, S_HEAD, S_HCHK, S_HCHK2, S_NIB, S_CRC, S_CHECK, S_LOAD0, S_LOAD1, S_CMAP,
+ S_P0, S_P1, S_P2, S_P3, S_P4, S_TOK, S_FIELD, S_RICE, S_HUF, S_SYM2, S_VALUE, S_DQ1,
+ S_DQ2, S_RS, S_SAT, S_TMAC, S_MU, S_WAIT, S_CLAMP, S_TEND) = range(32)
+
+# Operations on the shared accumulator.
+(OP_HOLD, OP_CLEAR, OP_MAC, OP_ADDMU, OP_RND, OP_RNDMU, OP_SHR1, OP_SHR2, OP_SHR4,
+ OP_SHR8) = range(10)
+
+
+class CompactDecoderLane(wiring.Component):
+    """Container words in, reconstructed channel values out, sequentially (module docstring).
+
+    Parameters: `dtype` ("int8", "uint8", "int16"), `group` (transform N), `max_channels`,
+    `max_tile_words` (payload buffer: the largest tile, raw size, it decodes), `tile_first`,
+    `tile_step` (the tiles of lane p of P: p, P), `max_classes`.
+    """
+
+    def __init__(self, dtype: str = "int8", group: int = 8, max_channels: int = 64,
+                 max_tile_words: int = 64, tile_first: int = 0, tile_step: int = 1,
+                 max_classes: int = 16):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}")
+        exact_log2(group)
+        self.dtype = dtype
+        self.group = group
+        self.max_channels = max_channels
+        self.max_tile_words = max_tile_words
+        self.tile_first = tile_first
+        self.tile_step = tile_step
+        self.max_classes = max_classes
+        self.lo, self.hi = _DTYPES[dtype]
+        out_width = max(self.hi.bit_length(), (-self.lo - 1).bit_length()) + 1
+        super().__init__({
+            "cfg": In(config_signature()),
+            "i": In(stream.Signature(container_word())),
+            "o": Out(stream.Signature(framed(out_width))),
+            "status": Out(lane_status()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        N, L = self.group, exact_log2(self.group)
+        ncls = self.max_classes
+        cls_bits = max(1, ceil_log2(ncls))
+        cfg = self.cfg
+        # The sticky bits are flip-flops of their own; `status` is their combination.
+        ust = Signal(unpacker_status())
+        dst = Signal(decoder_status())
+        restart = restart_after_commit(m, cfg)
+
+        # -- configuration ---------------------------------------------------------------------
+        # One 16-bit block RAM holds the class parameters (four entries per class, two fields
+        # packed per entry with byte write enables), the class map and the offsets: the
+        # sequencer reads one entry per clock anyway.
+        p_cmap = 4 * ncls
+        p_offs = p_cmap + self.max_channels
+        params = Memory(shape=unsigned(16), depth=p_offs + self.max_channels, init=[])
+        hdec = Memory(shape=unsigned(32), depth=ncls * HUFF_LEN, init=[])   # first|count|base
+        hsym = Memory(shape=unsigned(6), depth=ncls * 64, init=[])
+        coeff = Memory(shape=signed(COEFF_BITS), depth=self.max_channels * N, init=[])
+        buf = Memory(shape=unsigned(16), depth=4 * self.max_tile_words, init=[])
+        # The group's N dequantized values; declared 256 deep so that it goes to block RAM
+        # (two) rather than to 24 N flip-flops.
+        yhm = Memory(shape=signed(Y_BITS), depth=max(256, N), init=[])
+        m.submodules.yhm = yhm
+        yh_w, yh_r = yhm.write_port(), yhm.read_port()
+        m.submodules.params = params
+        m.submodules.hdec = hdec
+        m.submodules.hsym = hsym
+        m.submodules.coeff = coeff
+        m.submodules.buf = buf
+        params_w = params.write_port(granularity=8)
+        hdec_w, hsym_w, coeff_w = hdec.write_port(), hsym.write_port(), coeff.write_port()
+        params_r, hdec_r, hsym_r = params.read_port(), hdec.read_port(), hsym.read_port()
+        coeff_r = coeff.read_port()
+        buf_w, buf_r = buf.write_port(), buf.read_port()
+
+        # C above `max_channels` (a `transform` error) is held as `max_channels`: the channel
+        # counters and table indices then stay within the build's sizes.
+        channels = Signal(range(self.max_channels + 1))
+        frac_bits = Signal(6)
+        relu = Signal()
+        raw_bpp = Signal(RAW_BPP_BITS)
+        n_bad, c_bad = Signal(), Signal()
+        range_pending, range_bad = Signal(), Signal()
+        bad_write_r = Signal()     # a write of the clock before was out of range
+
+        c_reg, c_idx, c_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
+
+        def fits16():
+            top = c_data[15:]
+            return (top == 0) | (top == (1 << len(top)) - 1)
+
+        with m.If(cfg.valid & (c_reg == REGION_GLOBAL)):
+            with m.Switch(c_idx):
+                with m.Case(GLOBAL_CHANNELS):
+                    too_many = c_data > self.max_channels
+                    m.d.sync += [channels.eq(Mux(too_many, self.max_channels, c_data)),
+                                 c_bad.eq((c_data == 0) | (c_data[:L] != 0) | too_many)]
+                with m.Case(GLOBAL_GROUP):
+                    m.d.sync += n_bad.eq(c_data != N)
+                with m.Case(GLOBAL_FRAC_BITS):
+                    m.d.sync += frac_bits.eq(c_data)
+                with m.Case(GLOBAL_RELU):
+                    m.d.sync += relu.eq(c_data[0])
+        with m.If(is_commit(cfg)):
+            m.d.sync += [raw_bpp.eq(c_data), range_bad.eq(range_pending | bad_write_r),
+                         range_pending.eq(0)]
+
+        cls_f = c_idx[3:]           # region 3: index = class * 8 + field
+        field = c_idx[:3]
+        class_ok = c_idx < ncls * 8
+        # (entry of the class's four, byte enables) per field; qmul and qshift are not needed.
+        packing = {CLASS_MODE: (0, 0b01), CLASS_ZFLAG: (0, 0b10), CLASS_K_ESC: (1, 0b11),
+                   CLASS_BITS: (2, 0b01), CLASS_DQSHIFT: (2, 0b10), CLASS_DQMUL: (3, 0b11)}
+        high_byte = (c_reg == REGION_CLASS) & ((field == CLASS_ZFLAG) | (field == CLASS_DQSHIFT))
+        m.d.comb += params_w.data.eq(Mux(high_byte, c_data[:8] << 8, c_data[:16]))
+        # Each checked region's range check and its selection, registered separately and
+        # gathered in the next clock: the checks, the selection and the OR are not one path.
+        checks = {
+            REGION_CLASS: class_ok,
+            REGION_CLASSMAP: (c_idx < self.max_channels) & (c_data < ncls),
+            REGION_OFFSET: (c_idx < self.max_channels) & fits16(),
+            REGION_COEFF: (c_idx < self.max_channels * N) & fits16(),
+            REGION_HUFF_DEC: c_idx < ncls * HUFF_LEN,
+            REGION_HUFF_SYM: c_idx < ncls * 64,
+        }
+        w_sel, w_ok = Signal(len(checks)), Signal(len(checks))
+        m.d.sync += [w_sel.eq(Cat(cfg.valid & (c_reg == r) for r in checks)),
+                     w_ok.eq(Cat(checks.values()))]
+        m.d.comb += bad_write_r.eq((w_sel & ~w_ok).any())
+        with m.If(cfg.valid):
+            with m.Switch(c_reg):
+                with m.Case(REGION_CLASS):
+                    with m.Switch(field):
+                        for f, (entry, en) in packing.items():
+                            with m.Case(f):
+                                m.d.comb += [params_w.addr.eq(cls_f * 4 + entry),
+                                             params_w.en.eq(Mux(class_ok, en, 0))]
+                with m.Case(REGION_CLASSMAP):
+                    ok = checks[REGION_CLASSMAP]
+                    m.d.comb += [params_w.addr.eq(p_cmap + c_idx), params_w.en.eq(Mux(ok, 3, 0))]
+                with m.Case(REGION_OFFSET):
+                    ok = checks[REGION_OFFSET]
+                    m.d.comb += [params_w.addr.eq(p_offs + c_idx), params_w.en.eq(Mux(ok, 3, 0))]
+                with m.Case(REGION_COEFF):
+                    m.d.comb += [coeff_w.addr.eq(c_idx), coeff_w.data.eq(c_data),
+                                 coeff_w.en.eq(checks[REGION_COEFF])]
+                with m.Case(REGION_HUFF_DEC):
+                    m.d.comb += [hdec_w.addr.eq(c_idx), hdec_w.data.eq(c_data),
+                                 hdec_w.en.eq(checks[REGION_HUFF_DEC])]
+                with m.Case(REGION_HUFF_SYM):
+                    m.d.comb += [hsym_w.addr.eq(c_idx), hsym_w.data.eq(c_data),
+                                 hsym_w.en.eq(checks[REGION_HUFF_SYM])]
+        # (the commit takes a bad write of the clock before directly)
+        with m.If(bad_write_r & ~is_commit(cfg)):
+            m.d.sync += range_pending.eq(1)
+
+        # -- tile geometry ---------------------------------------------------------------------
+        m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
+        m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
+
+        state = Signal(range(32), attrs={"fsm_encoding": "one-hot"})
+        npix = Signal(TILE_PIXEL_BITS)
+        product = Signal(TILE_PIXEL_BITS + RAW_BPP_BITS)
+        raw_words = Signal(LEN_BITS + 6)
+
+        # -- tile reception ----------------------------------------------------------------------
+        tile_no = Signal(TILE_NO_BITS, init=self.tile_first % (1 << TILE_NO_BITS))
+        limit = Signal(range(self.max_tile_words + 1))  # payload words kept in the buffer
+        raw = Signal()
+        length = Signal(LEN_BITS)
+        # The CRC covers the payload, then the header's low 32 bits. It is linear: the state
+        # after those bits is T(s) ^ f(low), T(s) the payload's state s advanced by 32 zero
+        # bits, f(low) the low bits' CRC from a zero state. f(low) is computed from the header
+        # while it waits on the input, and with the header's CRC field folded into `target`,
+        # the one header value kept: the check is then T(s) == target, and neither the
+        # header's 64 bits nor a payload word are held in flip-flops.
+        crc = Signal(32)
+        target = Signal(32)
+        e_mode, e_len, e_tile = Signal(), Signal(), Signal()
+        e_crc, e_frame = Signal(), Signal()
+        h_gt, h_ne, h_over, h_nz = Signal(), Signal(), Signal(), Signal()
+        wcount = Signal(LEN_BITS + 1)
+        keep = Signal()             # wcount < limit: the word goes into the buffer
+        nib = Signal(4)
+        wlast = Signal()
+        tail = Signal()             # nibbles 8..15 of zeros: T(s), the CRC's end
+        # The nibble is selected into a register and goes into the CRC in the next clock: the
+        # 16-way selection and the CRC's XOR network are not in one clock.
+        nibble = Signal(4)
+        nv = Signal()               # `nibble` holds one the CRC has not taken yet
+        crc_n = Signal(32)
+        m.d.comb += crc_n.eq(crc32_next(crc, nibble))
+
+        def next_nibble():
+            m.d.sync += [nibble.eq(Mux(tail, 0, self.i.p.data.word_select(nib, 4))), nv.eq(1),
+                         nib.eq(nib + 1)]
+            with m.If(nv):
+                m.d.sync += crc.eq(crc_n)
+
+        # -- decode ------------------------------------------------------------------------------
+        pos_max = 64 * self.max_tile_words
+        pos = Signal(range(pos_max + 1))
+        left = Signal(range(pos_max + 1))      # payload bits from `pos` on
+        in_payload = Signal()                   # left != 0, registered: it starts the token loop
+        cur = Signal(16)            # the buffer halfword holding `pos`, shifted to it
+        pix = Signal(TILE_PIXEL_BITS)
+        comp = Signal(range(self.max_channels))     # C <= max_channels (held so)
+        gbase = Signal(range(self.max_channels))
+        cls = Signal(cls_bits)
+        mode, zflag, bits, k, esc = Signal(2), Signal(), Signal(5), Signal(4), Signal(5)
+        dqshift, dqmul = Signal(6), Signal(16)
+        seen, flag = Signal(ncls), Signal(ncls)
+        tok_zero, tok_zf = Signal(), Signal()   # the value is zero; its zero flag is read
+        cnt = Signal(5)             # bits read of a field; Huffman code length
+        nfield = Signal(5)
+        rice_rem = Signal()         # the field is a Rice remainder (else a signed value)
+        fld = Signal(16)
+        ones = Signal(20)
+        at_esc = Signal()           # ones == esc, registered: off the sequencer's path
+        code = Signal(HUFF_LEN)
+        hbase, hdiff = Signal(6), Signal(6)     # the matched code's symbol index, in parts
+        hhit = Signal()
+        u = Signal(20)
+        q = Signal(signed(16))
+        rem = Signal(6)             # shift still to do before the final rounding step
+        rs_tr = Signal()            # the rounding shift is the transform's (else dequantizer's)
+        yzero = Signal()            # the value is zero: no token, no dequantizer
+        tcount = Signal(range(N + 2))
+        j = Signal(range(N))
+        acc = Signal(signed(ACC_BITS))
+        acc_op = Signal(range(10))     # the sequencer's request; done a clock later (`op`)
+        out = Signal.like(self.o.payload)
+
+        # `ready` from a flag registered a clock ahead (and the state): the handshake, which
+        # enables the header's registers, is then not behind the nibble count's decoding.
+        rdy = Signal()
+        m.d.comb += self.i.ready.eq(rdy & ((state == S_HEAD) | (state == S_NIB)))
+        take = self.i.valid & self.i.ready
+        hdr = self.i.p.data
+
+        # The bit reader: bit `pos` of the tile's payload, zero at and past its end.
+        bit = cur[0] & in_payload
+        consume = Signal()
+        with m.If(consume):
+            with m.If(in_payload):
+                m.d.sync += [pos.eq(pos + 1), left.eq(left - 1), in_payload.eq(left != 1),
+                             cur.eq(cur >> 1)]
+                with m.If(pos[:4] == 15):
+                    m.d.sync += cur.eq(buf_r.data)
+            with m.Else():
+                m.d.sync += [dst.overrun.eq(1), dst.error.eq(1)]
+        # The next halfword is always read ahead: it is there when `pos` crosses into it.
+        m.d.comb += buf_r.addr.eq(Mux(state == S_LOAD0, 0, (pos >> 4) + 1))
+
+        # Class parameters, read one entry per clock.
+        p_addr = Signal(range(params.depth))
+        m.d.comb += params_r.addr.eq(p_addr)
+        pdata = params_r.data
+        # Huffman tables two lengths ahead (below): length 1's entry in S_P4 and in a first
+        # S_TOK that reads a zero flag (S_TOK then runs again), length 2's in the S_TOK that
+        # leaves; length cnt + 3's in S_HUF.
+        tok_next = (state == S_TOK) & ~tok_zf
+        m.d.comb += hdec_r.addr.eq(Cat(Mux(state == S_HUF, cnt + 2, tok_next)[:4], cls))
+        m.d.comb += hsym_r.addr.eq(Cat((hbase + hdiff)[:6], cls))
+        first_l = hdec_r.data[:16]
+        count_l = hdec_r.data[16:24]
+        base_l = hdec_r.data[24:32]
+        # The Huffman step's compare, a match at length l when 0 <= code - first[l] <
+        # count[l]: d0 = code << 1 - first[l] is computed a step ahead, from the code with the
+        # previous bit in and the entry of the length, into a register with count and base, so
+        # that the step has one carry chain (d0 against count) in front of `hhit`. Both
+        # outcomes of the bit are compared; the bit only selects.
+        d0 = Signal(signed(HUFF_LEN + 2))
+        count_r, count_m1 = Signal(signed(10)), Signal(signed(10))
+        base_r = Signal(8)
+
+        def huff_load(code_next):
+            m.d.sync += [d0.eq(Cat(Const(0, 1), code_next[:HUFF_LEN - 1]) - first_l),
+                         count_r.eq(count_l), count_m1.eq(count_l - 1), base_r.eq(base_l)]
+
+        hit0 = (d0 >= 0) & (d0 < count_r)
+        hit1 = (d0 >= -1) & (d0 < count_m1)
+
+        # The products: a 16-bit signed times a 24-bit signed operand as two 16 x 12 products
+        # (two DSPs), registered, then summed into the addend register: a coefficient times yh
+        # for the transform's MACs, q times dqmul (zero-extended) for the dequantizer. The tile
+        # geometry's product is a third DSP.
+        dq_sel = state == S_DQ1
+        mac_a = Signal(signed(16))
+        mac_b = Signal(signed(Y_BITS))
+        m.d.comb += [mac_a.eq(Mux(dq_sel, q, coeff_r.data)),
+                     mac_b.eq(Mux(dq_sel, dqmul, yh_r.data))]
+        p_lo = Signal(signed(COEFF_BITS + 13))
+        p_hi = Signal(signed(COEFF_BITS + 12))
+        m.d.sync += [p_lo.eq(mac_a * mac_b[:12]), p_hi.eq(mac_a * mac_b[12:].as_signed())]
+        m.d.comb += coeff_r.addr.eq(Cat(j, (gbase + tcount)[:ceil_log2(self.max_channels)]))
+        m.d.comb += yh_r.addr.eq(tcount[:L])
+
+        # The accumulator: every addition of the datapath goes through its one adder. The
+        # sequencer's request is registered and done in the next clock, so that the adder's
+        # operand and result multiplexers are driven by flip-flops, not by the sequencer's
+        # decoding: each operation lands a clock later than requested. The addend is selected
+        # with the request, into a register: the sum of the products the request saw (its
+        # carry chain and the accumulator's are then in separate clocks), the offset (the
+        # parameter read of the clock before), 1 or nothing.
+        op = Signal.like(acc_op)
+        m.d.sync += op.eq(acc_op)
+        offset = pdata.as_signed()
+        addend = Signal(signed(ACC_BITS))
+        with m.Switch(acc_op):
+            with m.Case(OP_MAC):
+                m.d.sync += addend.eq((p_hi << 12) + p_lo)
+            with m.Case(OP_ADDMU):
+                m.d.sync += addend.eq(offset)
+            with m.Case(OP_RND):
+                m.d.sync += addend.eq(1)
+            with m.Case(OP_RNDMU):
+                # (a + 1 + 2 offset) >> 1 = ((a + 1) >> 1) + offset: the transform's last
+                # rounding step and its offset in one clock
+                m.d.sync += addend.eq(Cat(Const(1, 1), offset).as_signed())
+            with m.Default():
+                m.d.sync += addend.eq(0)
+        total = Signal(signed(ACC_BITS + 1))
+        m.d.comb += total.eq(acc + addend)
+        with m.Switch(op):
+            with m.Case(OP_CLEAR):
+                m.d.sync += acc.eq(0)
+            with m.Case(OP_MAC, OP_ADDMU):
+                m.d.sync += acc.eq(total)
+            with m.Case(OP_RND, OP_RNDMU, OP_SHR1):
+                # (a shift by one is a rounding step with nothing added)
+                m.d.sync += acc.eq(total >> 1)
+            with m.Case(OP_SHR2):
+                m.d.sync += acc.eq(acc >> 2)
+            with m.Case(OP_SHR4):
+                m.d.sync += acc.eq(acc >> 4)
+            with m.Case(OP_SHR8):
+                m.d.sync += acc.eq(acc >> 8)
+
+        def clamp(v, lo, hi, relu=0):
+            # Bounds of the form -2^a and 2^b - 1 (or 0): the checks are the sign and the bits
+            # above, no comparator carry chains.
+            sign = v[-1]
+            over = ~sign & (v[hi.bit_length():] != 0)
+            under = sign & (relu | (lo == 0) | ~v[(-lo - 1).bit_length():].all())
+            return Mux(over, hi, Mux(under, Mux(relu, 0, lo), v))
+
+        # Rounding shift by s (round half up): shift by s - 1 (8, 4, 2, 1 bits per clock), then
+        # (a + 1) >> 1 in one clock; nothing when s = 0.
+        def start_shift(amount, transform, after):
+            m.d.sync += [rem.eq(amount - 1), rs_tr.eq(transform),
+                         state.eq(Mux(amount == 0, after, S_RS))]
+
+        # A zero value needs neither token nor dequantizer: straight to the group's register.
+        # (A flag, not an accumulator clear: the accumulator's controls depend on registers
+        # only, never on the token's bits.)
+        def zero_value():
+            m.d.sync += [yzero.eq(1), state.eq(S_SAT)]
+
+        # A field's end, its value mask and its sign (the last bit read) are registered as it
+        # goes: none of them is decoded from `nfield` in front of the sequencer or `q`.
+        fdone, fsign, fmask = Signal(), Signal(), Signal(16)
+
+        def start_field(n, rice):
+            m.d.sync += [nfield.eq(n), rice_rem.eq(rice), cnt.eq(0), fld.eq(0),
+                         fdone.eq(n == 0), fsign.eq(0),
+                         fmask.eq(~(Const(0xFFFF, 16) << n)[:16]), state.eq(S_FIELD)]
+
+        def report(path):
+            m.d.sync += [path.eq(1), dst.error.eq(1)]
+
+        # The dequantized value of the clock before's S_SAT, into the group's block RAM: its
+        # accumulator operation is done a clock after the request; the next value's
+        # operations, and the reads of the group's MACs, come later.
+        yh_wr = Signal()
+        m.d.sync += yh_wr.eq(state == S_SAT)
+        ymax = (1 << (Y_BITS - 1)) - 1
+        m.d.comb += [yh_w.addr.eq((comp[:L] - 1)[:L]), yh_w.en.eq(yh_wr),
+                     yh_w.data.eq(Mux(yzero, 0, clamp(acc, -ymax - 1, ymax)))]
+
+        # The group ends its pixel; the pixel its tile: registered, since gbase and pix change
+        # only in S_CLAMP, at least N + 10 clocks before the next S_CLAMP.
+        pix_end, pix_last = Signal(), Signal()
+        m.d.sync += [pix_end.eq(~(gbase + N < channels)), pix_last.eq(pix + 1 == npix)]
+
+        # The output register: the next value's MACs run while it waits.
+        o_valid = Signal()
+        m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(out)]
+        with m.If(self.o.ready):
+            m.d.sync += o_valid.eq(0)
+
+        verr = Signal()             # S_VALUE's code error, for S_DQ1
+        m.d.sync += verr.eq(0)
+        with m.Switch(state):
+            with m.Case(S_WALK):
+                m.d.comb += walker.o.ready.eq(~restart & ~is_commit(cfg))
+                # Our side leaves out the commit's decoding: a count taken in the commit's
+                # clock is dropped by the restart of the next one (after the Switch).
+                with m.If(walker.o.valid & ~restart):
+                    m.d.sync += [npix.eq(walker.o.payload), state.eq(S_GEOM1)]
+            with m.Case(S_GEOM1):
+                m.d.sync += [product.eq(npix * raw_bpp), state.eq(S_GEOM2)]
+            with m.Case(S_GEOM2):
+                m.d.sync += [raw_words.eq((product + 63) >> 6), crc.eq(0), nib.eq(0),
+                             nv.eq(0), tail.eq(0), rdy.eq(0), state.eq(S_HEAD)]
+
+            with m.Case(S_HEAD):
+                # The header's low 32 bits, a nibble per clock, into f(low) while the header
+                # waits on the input; taken with the last one. Its checks run in the next
+                # clock (S_HCHK), which keeps their comparators off the handshake's path.
+                with m.If(self.i.valid):
+                    next_nibble()
+                    m.d.sync += rdy.eq(nib == 7)    # taken at nib 8, nibble 7 in `nibble`
+                with m.If(take):
+                    m.d.sync += [
+                        nv.eq(0),
+                        target.eq(crc_n ^ hdr[32:] ^ CRC32_XOROUT),
+                        length.eq(hdr[:LEN_BITS]),
+                        raw.eq(hdr[20:22] == MODE_RAW),
+                        e_mode.eq(hdr[21]),
+                        crc.eq(CRC32_INIT),
+                        e_tile.eq(hdr[22:32] != tile_no),
+                        wcount.eq(0),
+                        wlast.eq(self.i.p.last),
+                        state.eq(S_HCHK),
+                    ]
+            with m.Case(S_HCHK):
+                # (the next tile's number here, not with the header's handshake: off its path)
+                m.d.sync += tile_no.eq(tile_no + self.tile_step % (1 << TILE_NO_BITS))
+                # The comparisons, registered; S_HCHK2 acts on them. (min(a, b) > M as two
+                # comparisons with a constant.)
+                m.d.sync += [
+                    h_gt.eq(length > raw_words), h_ne.eq(length != raw_words),
+                    h_over.eq((length > self.max_tile_words) & (raw_words > self.max_tile_words)),
+                    h_nz.eq((length != 0) & (raw_words != 0)),
+                    state.eq(S_HCHK2),
+                ]
+            with m.Case(S_HCHK2):
+                m.d.sync += [
+                    limit.eq(Mux(h_over, self.max_tile_words, Mux(h_gt, raw_words, length))),
+                    keep.eq(h_nz),      # limit != 0
+                    e_len.eq(h_gt | (raw & h_ne)),
+                    nib.eq(0), rdy.eq(0), state.eq(S_NIB),
+                ]
+                with m.If(h_over):
+                    m.d.sync += range_bad.eq(1)
+                with m.If(wlast):
+                    m.d.sync += [nib.eq(8), tail.eq(1)]
+            with m.Case(S_NIB):
+                # A nibble per clock into the CRC (bit 0 first, the stream's order) and the
+                # word's halves into the buffer at their first nibble, from the input, where the
+                # word waits until its last nibble takes it: no word register. Then 8 zero
+                # nibbles (`tail`): T(s).
+                running = tail | self.i.valid
+                with m.If(running):
+                    next_nibble()
+                    m.d.sync += rdy.eq(~tail & (nib == 14))   # taken at nib 15
+                m.d.comb += [buf_w.addr.eq(Cat(nib[2:], wcount[:ceil_log2(self.max_tile_words)])),
+                             buf_w.data.eq(hdr.word_select(nib[2:], 16)),
+                             buf_w.en.eq(running & ~tail & (nib[:2] == 0) & keep)]
+                with m.If(running & (nib == 15)):
+                    with m.If(tail):
+                        m.d.sync += state.eq(S_CRC)
+                    with m.Else():
+                        # keep stays exact with the low bits only: it is 1 only while
+                        # wcount < limit <= max_tile_words
+                        m.d.sync += [wcount.eq(wcount + 1),
+                                     keep.eq(keep & ((wcount + 1)[:len(limit)] < limit))]
+                        with m.If(self.i.p.last):
+                            m.d.sync += [nib.eq(8), tail.eq(1)]
+            with m.Case(S_CRC):
+                m.d.sync += [crc.eq(crc_n), state.eq(S_CHECK)]      # the last nibble
+            with m.Case(S_CHECK):
+                # The comparisons are registered; the status takes them in S_LOAD0.
+                m.d.sync += [e_crc.eq(crc != target),
+                             e_frame.eq(wcount != length)]  # the reader's `last` early or late
+                # A truncated tile: only the words that came are read (the rest reads as zero).
+                kept = Mux(keep, wcount, limit)
+                m.d.sync += [limit.eq(kept), pos.eq(0), left.eq(kept << 6),
+                             in_payload.eq(kept != 0), pix.eq(0), state.eq(S_LOAD0)]
+            with m.Case(S_LOAD0):
+                m.d.sync += state.eq(S_LOAD1)
+                u_st = ust
+                for cond, bit_ in ((e_crc, u_st.crc), (e_mode, u_st.mode),
+                                   (e_len, u_st.length), (e_tile, u_st.tile),
+                                   (e_frame, u_st.framing)):
+                    with m.If(cond):
+                        m.d.sync += bit_.eq(1)
+                with m.If(e_crc | e_mode | e_len | e_tile | e_frame):
+                    m.d.sync += u_st.error.eq(1)
+                    with m.If(~u_st.bad_tiles.all()):
+                        m.d.sync += u_st.bad_tiles.eq(u_st.bad_tiles + 1)
+            with m.Case(S_LOAD1):
+                m.d.sync += [cur.eq(buf_r.data), comp.eq(0), gbase.eq(0), seen.eq(0),
+                             state.eq(S_CMAP)]
+
+            # -- one component: its class and parameters ----------------------------------------
+            with m.Case(S_CMAP):
+                m.d.comb += p_addr.eq(p_cmap + comp)
+                m.d.sync += state.eq(S_P0)
+            with m.Case(S_P0):
+                m.d.comb += p_addr.eq(pdata[:cls_bits] * 4)
+                m.d.sync += [cls.eq(pdata), state.eq(S_P1)]
+            with m.Case(S_P1):
+                m.d.comb += p_addr.eq(cls * 4 + 1)
+                m.d.sync += [mode.eq(pdata[:2]), zflag.eq(pdata[8]), state.eq(S_P2)]
+            with m.Case(S_P2):
+                m.d.comb += p_addr.eq(cls * 4 + 2)
+                m.d.sync += [k.eq(pdata[:4]), esc.eq(pdata[8:13]), state.eq(S_P3)]
+            with m.Case(S_P3):
+                m.d.comb += p_addr.eq(cls * 4 + 3)
+                m.d.sync += [bits.eq(pdata[:5]), dqshift.eq(pdata[8:14]), state.eq(S_P4)]
+            with m.Case(S_P4):
+                # The token's zero-flag decisions, registered: the class's bits of `seen` and
+                # `flag` are 16-way selections, too deep to sit in front of `consume`.
+                drop = mode == MODE_DROP
+                zf = ~raw & zflag
+                m.d.sync += [dqmul.eq(pdata), state.eq(S_TOK),
+                             tok_zero.eq(drop | (zf & seen.bit_select(cls, 1)
+                                                 & ~flag.bit_select(cls, 1))),
+                             tok_zf.eq(~drop & zf & ~seen.bit_select(cls, 1))]
+
+            # -- the token ------------------------------------------------------------------------
+            with m.Case(S_TOK):
+                huff_load(Const(0, HUFF_LEN))
+                with m.If(tok_zero):
+                    zero_value()
+                with m.Elif(tok_zf):
+                    # The class's first component in this pixel: its zero flag.
+                    m.d.comb += consume.eq(1)
+                    m.d.sync += [seen.bit_select(cls, 1).eq(1), flag.bit_select(cls, 1).eq(bit),
+                                 tok_zf.eq(0)]
+                    with m.If(~bit):
+                        zero_value()
+                with m.Elif(raw | (mode == MODE_RAW)):
+                    start_field(bits, 0)
+                with m.Elif(mode == MODE_RICE):
+                    m.d.sync += [ones.eq(0), at_esc.eq(esc == 0), state.eq(S_RICE)]
+                with m.Else():
+                    m.d.sync += [cnt.eq(0), code.eq(0), hhit.eq(0), state.eq(S_HUF)]
+            with m.Case(S_FIELD):
+                # LSB first; a Rice remainder pushes the unary count up one bit per bit.
+                with m.If(fdone):
+                    with m.If(rice_rem):
+                        m.d.sync += [u.eq(ones | fld), state.eq(S_VALUE)]
+                    with m.Else():
+                        m.d.sync += [q.eq((fld & fmask) | Mux(fsign, ~fmask, 0)),
+                                     state.eq(S_DQ1)]
+                with m.Else():
+                    m.d.comb += consume.eq(1)
+                    m.d.sync += [cnt.eq(cnt + 1), fld.eq(fld | (bit << cnt)[:16]), fsign.eq(bit),
+                                 fdone.eq(cnt + 1 == nfield)]
+                    with m.If(rice_rem):
+                        m.d.sync += ones.eq(ones << 1)
+            with m.Case(S_RICE):
+                with m.If(at_esc):
+                    start_field(bits, 0)            # escape: `bits` bits of v
+                with m.Else():
+                    m.d.comb += consume.eq(1)
+                    with m.If(bit):
+                        # ones <= esc <= 31 here: five bits compare
+                        m.d.sync += [ones.eq(ones + 1), at_esc.eq((ones[:5] + 1)[:5] == esc)]
+                    with m.Else():
+                        start_field(k, 1)
+            with m.Case(S_HUF):
+                # Canonical code, MSB first (the compare: above). The match is registered
+                # (`hhit`) and acted on in the next clock, when the symbol is read: the
+                # comparison ends at flip-flops, not in the sequencer.
+                with m.If(hhit):
+                    m.d.sync += [hhit.eq(0), state.eq(S_SYM2)]
+                with m.Elif(cnt == HUFF_LEN):
+                    report(dst.code)     # no code matched: the value is garbage
+                    zero_value()
+                with m.Else():
+                    m.d.comb += consume.eq(1)
+                    code_new = Cat(bit, code[:HUFF_LEN - 1])
+                    m.d.sync += [code.eq(code_new), cnt.eq(cnt + 1)]
+                    huff_load(code_new)
+                    with m.If(Mux(bit, hit1, hit0)):
+                        m.d.sync += [hhit.eq(1), hbase.eq(base_r), hdiff.eq(d0 + bit)]
+            with m.Case(S_SYM2):
+                with m.If(hsym_r.data == ESC_SYMBOL):
+                    start_field(bits, 0)
+                with m.Else():
+                    m.d.sync += [u.eq(hsym_r.data), state.eq(S_VALUE)]
+            with m.Case(S_VALUE):
+                # Un-zigzag; a Rice or Huffman value wider than its class is a code error.
+                m.d.sync += [q.eq((u >> 1)[:16] ^ u[0].replicate(16)), state.eq(S_DQ1)]
+                # (u >> bits != 0 as a mask: a decoder of `bits` instead of a barrel shifter;
+                # registered, reported in S_DQ1)
+                m.d.sync += verr.eq((u & (Const((1 << 20) - 1, 20) << bits)[:20]) != 0)
+
+            # -- dequantizer: yh = sclamp(round_shift(q * dqmul, dqshift), 24) --------------------
+            with m.Case(S_DQ1):
+                # q and dqmul go into the multipliers (registered products)
+                m.d.comb += acc_op.eq(OP_CLEAR)
+                m.d.sync += [yzero.eq(0), state.eq(S_DQ2)]
+                with m.If(verr):
+                    report(dst.code)
+            with m.Case(S_DQ2):
+                m.d.comb += acc_op.eq(OP_MAC)
+                start_shift(dqshift, 0, S_SAT)
+            with m.Case(S_RS):
+                m.d.comb += p_addr.eq(p_offs + gbase + j)      # the transform's offset, next
+                with m.If(rem == 0):
+                    m.d.comb += acc_op.eq(Mux(rs_tr, OP_RNDMU, OP_RND))
+                    m.d.sync += state.eq(Mux(rs_tr, S_WAIT, S_SAT))
+                with m.Elif(rem >= 8):
+                    m.d.comb += acc_op.eq(OP_SHR8)
+                    m.d.sync += rem.eq(rem - 8)
+                with m.Elif(rem >= 4):
+                    m.d.comb += acc_op.eq(OP_SHR4)
+                    m.d.sync += rem.eq(rem - 4)
+                with m.Elif(rem >= 2):
+                    m.d.comb += acc_op.eq(OP_SHR2)
+                    m.d.sync += rem.eq(rem - 2)
+                with m.Else():
+                    m.d.comb += acc_op.eq(OP_SHR1)
+                    m.d.sync += rem.eq(0)
+            with m.Case(S_SAT):
+                # The value goes into the group's block RAM in the next clock (below), when
+                # the accumulator's last operation is done.
+                m.d.sync += comp.eq(comp + 1)
+                with m.If(comp[:L] == N - 1):
+                    m.d.sync += [tcount.eq(0), j.eq(0), state.eq(S_TMAC)]
+                with m.Else():
+                    # the next component's class map entry is read now
+                    m.d.comb += p_addr.eq(p_cmap + comp + 1)
+                    m.d.sync += state.eq(S_P0)
+
+            # -- inverse transform of the group, output j: N MACs, pipelined --------------------
+            with m.Case(S_TMAC):
+                # Clock t reads coefficient t and yh[t]; t + 1 multiplies them; t + 2 sums
+                # the two products and requests the accumulation, done in t + 3.
+                m.d.comb += p_addr.eq(p_offs + gbase + j)
+                m.d.comb += acc_op.eq(Mux(tcount == 0, OP_CLEAR,
+                                          Mux(tcount >= 2, OP_MAC, OP_HOLD)))
+                m.d.sync += tcount.eq(tcount + 1)
+                with m.If(tcount == N + 1):
+                    start_shift(frac_bits, 1, S_MU)
+            with m.Case(S_MU):
+                # F = 0: the offset alone (with F > 0 it comes with the rounding step)
+                m.d.comb += [acc_op.eq(OP_ADDMU), p_addr.eq(p_offs + gbase + j)]
+                m.d.sync += state.eq(S_WAIT)
+            with m.Case(S_WAIT):
+                m.d.sync += state.eq(S_CLAMP)   # the last request is being done
+            with m.Case(S_CLAMP):
+                # Into the output register once it is free; the next output's MACs start.
+                # The pixel ends with the group that reaches C, not only one that meets it: a
+                # C of zero or not a multiple of N (a `transform` error) then still ends every
+                # pixel after at most ceil(C / N) groups (one for C = 0), never loops.
+                with m.If(~o_valid | self.o.ready):
+                    m.d.sync += [
+                        o_valid.eq(1),
+                        out.data.eq(clamp(acc, self.lo, self.hi, relu)),
+                        out.comp.eq(gbase + j),
+                        out.tile_last.eq(pix_last & (j == N - 1) & pix_end),
+                        j.eq(j + 1), tcount.eq(0), state.eq(S_TMAC),
+                    ]
+                    with m.If(j == N - 1):
+                        m.d.sync += [gbase.eq(gbase + N), state.eq(S_CMAP)]
+                        with m.If(pix_end):
+                            m.d.sync += [pix.eq(pix + 1), comp.eq(0), gbase.eq(0), seen.eq(0)]
+                            with m.If(pix_last):
+                                m.d.sync += state.eq(S_TEND)
+            with m.Case(S_TEND):
+                # A whole payload word the code did not need: `leftover`.
+                with m.If(((pos + 63) >> 6) < limit):
+                    report(dst.leftover)
+                m.d.sync += state.eq(S_WALK)
+
+        status = self.status
+        m.d.comb += [
+            status.unpacker.eq(ust),
+            status.decoder.eq(dst),
+            status.transform.eq(n_bad | c_bad | range_bad),
+            status.error.eq(ust.error | dst.error | n_bad | c_bad | range_bad),
+        ]
+
+        # The commit starts a new tensor: tile 0, nothing in flight, status clear.
+        with m.If(restart):
+            m.d.sync += [
+                state.eq(S_WALK),
+                tile_no.eq(self.tile_first % (1 << TILE_NO_BITS)),
+                o_valid.eq(0),
+                ust.eq(0),
+                dst.eq(0),
+            ]
+        return m
