@@ -17,6 +17,7 @@ import numpy as np
 
 from golden.profile import MAX_CLASSES, Profile
 from hw.bit_unpacker import RAW_BPP_BITS
+from hw.compact_decoder import COEFF_BITS as COMPACT_COEFF_BITS
 from hw.framing import COMP_BITS
 from hw.tile_walker import TILE_PIXEL_BITS
 
@@ -25,6 +26,8 @@ from hw.tile_walker import TILE_PIXEL_BITS
 COMP_LIMIT = 1 << COMP_BITS
 TILE_PIXEL_LIMIT = 1 << TILE_PIXEL_BITS
 RAW_BPP_LIMIT = 1 << RAW_BPP_BITS
+# The compact decoder lane holds coefficients and offsets in one DSP operand's width.
+COMPACT_COEFF_WIDTH = COMPACT_OFFSET_WIDTH = COMPACT_COEFF_BITS
 
 
 class CapacityError(ValueError):
@@ -48,6 +51,18 @@ class LaneBuild:
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+    @classmethod
+    def of_kind(cls, kind: str = "full", **params) -> LaneBuild:
+        """The build of a lane kind (hw/board_top.py `LANE_KINDS`): "full" (hw/encoder_lane.py,
+        hw/decoder_lane.py) or "compact" (hw/compact_encoder.py, hw/compact_decoder.py, whose
+        decoder holds coefficients and offsets in 16 bits signed)."""
+        if kind == "compact":
+            params = {"coeff_width": COMPACT_COEFF_WIDTH, "offset_width": COMPACT_OFFSET_WIDTH,
+                      **params}
+        elif kind != "full":
+            raise ValueError(f"unknown lane kind {kind!r} (expected full or compact)")
+        return cls(**params)
 
 
 def _fits_signed(values: np.ndarray, width: int) -> bool:

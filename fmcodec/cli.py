@@ -198,8 +198,8 @@ def cmd_fits(args) -> int:
     from fmcodec.capacity import LaneBuild, check_profile
 
     prof = load_profile(args.profile)
-    build = LaneBuild(group=args.group, max_channels=args.max_channels,
-                      max_tile_words=args.max_tile_words, dtype=args.dtype)
+    build = LaneBuild.of_kind(args.lanes, group=args.group, max_channels=args.max_channels,
+                              max_tile_words=args.max_tile_words, dtype=args.dtype)
     check_profile(prof, build, image_pixels=args.image_pixels)
     print(f"{args.profile}: fits the hardware build ({build.describe()})")
     return 0
@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=tuple(INT_DTYPES), default="int8",
                    help="the decoder lane's reconstruction type")
     p.add_argument("--image-pixels", type=int, help="H*W of the layer")
+    p.add_argument("--lanes", choices=("full", "compact"), default="full",
+                   help="the lane kind: full-rate, or compact (the iCEBreaker's)")
     p.set_defaults(func=cmd_fits)
 
     p = sub.add_parser("eval", help="network-level evaluation on ResNet-18 (needs [eval] extra)")

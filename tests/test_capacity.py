@@ -58,3 +58,18 @@ def test_tile_buffer_advice_fits(profile):
     smaller = dataclasses.replace(profile, tile_pixels=suggested)
     assert problems(smaller, build) == []
     assert problems(dataclasses.replace(profile, tile_pixels=suggested + 1), build)
+
+
+def test_compact_lanes_hold_16_bit_coefficients(profile):
+    """The compact decoder keeps coefficients and offsets in 16 bits (hw/compact_decoder.py):
+    a profile with F = 16 (coefficients up to 2^16) fits the full lanes, not the compact ones."""
+    compact = LaneBuild.of_kind("compact")
+    assert (compact.coeff_width, compact.offset_width) == (16, 16)
+    assert problems(profile, compact) == []
+    wide = dataclasses.replace(profile, frac_bits=16,
+                               matrix=np.full_like(profile.matrix, 1 << 15))
+    assert problems(wide, LaneBuild.of_kind("full")) == []
+    (found,) = problems(wide, compact)
+    assert "coefficients need more than 16 bits" in found
+    with pytest.raises(ValueError, match="unknown lane kind"):
+        LaneBuild.of_kind("tiny")

@@ -172,3 +172,5 @@ def test_fits_checks_the_hardware_build(files, capsys):
     err = capsys.readouterr().err
     assert err.startswith("fmcodec: error: profile does not fit")
     assert "N=16" in err and "at most 8" in err
+    assert main(["fits", prof, "--lanes", "compact"]) == 0
+    assert "coeff_width=16" in capsys.readouterr().out
