@@ -7,8 +7,10 @@ constraints file (constraints/<board>.py), an LED for errors.
 
 Designs:
 
-- `codec`: host link + one encoder lane and one decoder lane (hw/encoder_lane.py,
-  hw/decoder_lane.py): the board check of `fmcodec board`.
+- `codec`: host link + one encoder lane and one decoder lane: the board check of `fmcodec board`.
+  The lanes are the full-rate ones (hw/encoder_lane.py, hw/decoder_lane.py) or, on a board whose
+  constraints file says `LANES = "compact"` (the iCEBreaker), the compact ones
+  (hw/compact_encoder.py, hw/compact_decoder.py), which fit an iCE40UP5K.
 - `link`: the host link without lanes (INFO, ECHO and CONFIG work; TILE answers ERROR
   NO_CODEC), to bring up a board and its serial link before the lanes fit or exist.
 - `loopback`: every byte received is sent back, through the UART blocks and a small FIFO; the
@@ -41,7 +43,7 @@ CfgTap = data.StructLayout({"valid": 1, "addr": 20, "data": 32})
 
 
 class LanesMissing(RuntimeError):
-    """The codec lanes (hw/encoder_lane.py, hw/decoder_lane.py) are not in this checkout."""
+    """The codec lanes of the asked kind (`LANE_KINDS`) are not in this checkout."""
 
 
 @dataclass
@@ -60,10 +62,21 @@ class Lanes:
     count: int = 1
 
 
-def lanes_available() -> tuple[bool, str]:
-    for mod in ("hw.encoder_lane", "hw.decoder_lane"):
+# The lane kinds a board can carry: the full-rate lanes (one value per clock; hw/encoder_lane.py,
+# hw/decoder_lane.py) and the compact ones (several clocks per value, small enough for an
+# iCE40UP5K; hw/compact_encoder.py, hw/compact_decoder.py).
+LANE_KINDS = {
+    "full": ("hw.encoder_lane", "hw.decoder_lane"),
+    "compact": ("hw.compact_encoder", "hw.compact_decoder"),
+}
+
+
+def lanes_available(kind: str = "full") -> tuple[bool, str]:
+    if kind not in LANE_KINDS:
+        return False, f"unknown lane kind {kind!r} (one of {', '.join(LANE_KINDS)})"
+    for mod in LANE_KINDS[kind]:
         if importlib.util.find_spec(mod) is None:
-            return False, f"{mod.replace('.', '/')}.py does not exist yet (issue 3's lanes)"
+            return False, f"{mod.replace('.', '/')}.py does not exist yet"
     return True, ""
 
 
@@ -71,22 +84,37 @@ IN_WIDTH = {"int8": 8, "uint8": 9, "int16": 16}   # the encoder lane's signed in
 
 
 def codec_lanes(dtype: str = "int8", group: int = 8, max_channels: int = 64,
-                max_tile_words: int = 64) -> Lanes:
-    """One encoder lane and one decoder lane (hw/encoder_lane.py, hw/decoder_lane.py);
+                max_tile_words: int = 64, kind: str = "full") -> Lanes:
+    """One encoder lane and one decoder lane of `kind` ("full" or "compact", `LANE_KINDS`);
     LanesMissing while they do not exist."""
-    ok, why = lanes_available()
+    ok, why = lanes_available(kind)
     if not ok:
         raise LanesMissing(why)
-    from hw.decoder_lane import DecoderLane
-    from hw.encoder_lane import EncoderLane
-
     if dtype not in IN_WIDTH:
         raise ValueError(f"dtype {dtype!r} not one of {tuple(IN_WIDTH)}")
-    return Lanes(
-        encoder=lambda: EncoderLane(in_width=IN_WIDTH[dtype], group=group,
-                                    max_channels=max_channels, max_tile_words=max_tile_words),
-        decoder=lambda: DecoderLane(dtype=dtype, group=group, max_channels=max_channels),
-        group=group, max_channels=max_channels, max_tile_words=max_tile_words)
+    if kind == "compact":
+        from hw.compact_decoder import CompactDecoderLane as Decoder
+        from hw.compact_encoder import CompactEncoderLane as Encoder
+
+        def encoder():
+            return Encoder(in_width=IN_WIDTH[dtype], group=group, max_channels=max_channels,
+                           max_tile_words=max_tile_words)
+
+        def decoder():
+            return Decoder(dtype=dtype, group=group, max_channels=max_channels,
+                           max_tile_words=max_tile_words)
+    else:
+        from hw.decoder_lane import DecoderLane
+        from hw.encoder_lane import EncoderLane
+
+        def encoder():
+            return EncoderLane(in_width=IN_WIDTH[dtype], group=group, max_channels=max_channels,
+                               max_tile_words=max_tile_words)
+
+        def decoder():
+            return DecoderLane(dtype=dtype, group=group, max_channels=max_channels)
+    return Lanes(encoder=encoder, decoder=decoder, group=group, max_channels=max_channels,
+                 max_tile_words=max_tile_words)
 
 
 def _value(payload):
@@ -309,5 +337,5 @@ def make_core(design: str, *, clk_freq: float, baud: int, dtype: str, value_dept
     raise ValueError(f"unknown design {design!r}; expected one of {', '.join(DESIGNS)}")
 
 
-__all__ = ["BoardCore", "BoardTop", "DESIGNS", "Lanes", "LanesMissing", "LoopbackCore",
-           "codec_lanes", "lanes_available", "make_core"]
+__all__ = ["BoardCore", "BoardTop", "DESIGNS", "LANE_KINDS", "Lanes", "LanesMissing",
+           "LoopbackCore", "codec_lanes", "lanes_available", "make_core"]

@@ -321,7 +321,8 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
         try:
             lanes = codec_lanes(dtype=dtype, group=getattr(board, "GROUP", 8),
                                 max_channels=board.MAX_CHANNELS,
-                                max_tile_words=board.MAX_TILE_WORDS, **(lanes_kwargs or {}))
+                                max_tile_words=board.MAX_TILE_WORDS,
+                                kind=getattr(board, "LANES", "full"), **(lanes_kwargs or {}))
         except LanesMissing as e:
             raise BuildError(f"the codec design needs the lanes: {e}. Build --design link (host "
                              f"link only) or --design loopback to bring up the board "

@@ -201,14 +201,15 @@ def multi_lane_exists() -> bool:
 
 def _lane_builds(device: str) -> tuple[list[tuple[dict, Callable]], list[str]]:
     """Encoder + decoder lanes (hw/encoder_lane.py, hw/decoder_lane.py; 2 lanes through
-    hw/multi_lane.py), int8 in.
+    hw/multi_lane.py) and the compact lane pair (hw/compact_encoder.py,
+    hw/compact_decoder.py), int8 in.
 
     The coder is not a build option: every lane holds all modes (drop, raw, Rice/Exp-Golomb,
     Huffman up to L = 16) and the profile picks one per class at run time, so one build serves
     the Huffman and the Golomb configurations alike. The lanes are built for quantized widths up
     to 16 bits (B = 8 is a run-time choice too).
     """
-    from hw.board_top import codec_lanes
+    from hw.board_top import codec_lanes, lanes_available
 
     C, W = MAX_CHANNELS[device], MAX_TILE_WORDS[device]
     builds, why = [], []
@@ -230,6 +231,17 @@ def _lane_builds(device: str) -> tuple[list[tuple[dict, Callable]], list[str]]:
             builds.append((cfg, make))
         else:
             why.append(f"N={n}, {lanes} lanes: hw/multi_lane.py does not exist yet")
+    # The compact lane pair (several clocks per value; what the iCEBreaker carries). Its label
+    # has no "lanes=" so that `--only "N=8 lanes=1"` still picks the full-rate lane alone.
+    cfg = {"unit": "compact enc+dec lane", "N": 8, "coders": "huffman+golomb (run time)",
+           "max_bits": 16, "L": 16, "word_bits": 64, "max_channels": C, "max_tile_words": W}
+    ok, missing = lanes_available("compact")
+    if ok:
+        pair = codec_lanes(dtype="int8", group=8, max_channels=C, max_tile_words=W,
+                           kind="compact")
+        builds.append((cfg, lambda pair=pair: [pair.encoder(), pair.decoder()]))
+    else:
+        why.append(f"compact lane: {missing}")
     return builds, why
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import binascii
+import os
 import struct
 
 import numpy as np
@@ -241,9 +242,22 @@ def test_link_protocol_sim(dtype):
                build_args=_build_args())
 
 
+# The compact lanes are what the iCEBreaker carries and the smaller model, so they run in
+# `make test`; the full-rate lanes (the ECP5 boards') through the same board top with
+# FMCODEC_SLOW=1 (they are checked against the golden model on their own in
+# tests/test_hw_lanes.py and through DRAM in tests/test_hw_fm_codec.py).
+BOARD_LANE_KINDS = [
+    "compact",
+    pytest.param("full", marks=[pytest.mark.slow, pytest.mark.skipif(
+        os.environ.get("FMCODEC_SLOW") != "1",
+        reason="the board top with the full-rate lanes: FMCODEC_SLOW=1")]),
+]
+
+
 @pytest.mark.hw
 @pytest.mark.slow
-def test_board_check_sim(rng):
+@pytest.mark.parametrize("kind", BOARD_LANE_KINDS)
+def test_board_check_sim(rng, kind):
     """`board_session` through the UART pins of the codec board top, on a real feature map.
 
     Kept small, because every bit crosses the serial line in simulation: 16 channels of 2 x 8
@@ -252,9 +266,9 @@ def test_board_check_sim(rng):
     """
     from hw.board_top import BoardCore, codec_lanes, lanes_available
 
-    ok, why = lanes_available()
+    ok, why = lanes_available(kind)
     if not ok:
-        pytest.skip(f"codec lanes missing: {why}")
+        pytest.skip(f"{kind} codec lanes missing: {why}")
     import sim.tb_board as tb
     from golden.calibrate import calibrate
     from sim.runner import run_cocotb
@@ -263,7 +277,7 @@ def test_board_check_sim(rng):
     profile = calibrate(x, transform="pca", group=8, coder="auto", max_classes=3, tile_pixels=6)
     core = BoardCore(clk_freq=CODEC_CLK_FREQ, baud=BAUD, dtype="int8", value_depth=256,
                      word_depth=64, lanes=codec_lanes(dtype="int8", group=8, max_channels=16,
-                                                      max_tile_words=64))
+                                                      max_tile_words=64, kind=kind))
     result = run_cocotb(core, tb, testcase="board_check", data={"x": x},
                         params={"divisor": round(CODEC_CLK_FREQ / BAUD),
                                 "profile": profile.to_json(), "max_tiles": 2, "echo_bytes": 16},

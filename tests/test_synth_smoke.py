@@ -51,12 +51,13 @@ def test_missing_tool_is_named(monkeypatch):
 
 
 def test_every_board_names_its_default_design():
-    from hw.board_top import DESIGNS
+    from hw.board_top import DESIGNS, LANE_KINDS
     from hw.build import boards
 
     for name in boards():
         board = load_board(name)
         assert getattr(board, "DESIGN", "codec") in DESIGNS, name
+        assert getattr(board, "LANES", "full") in LANE_KINDS, name
         for attr in ("PLATFORM", "BITSTREAM", "BAUD", "LINKS", "VALUE_DEPTH", "WORD_DEPTH",
                      "MAX_CHANNELS", "MAX_TILE_WORDS"):
             assert hasattr(board, attr), f"{name}: {attr}"
