@@ -36,8 +36,9 @@ LANES = "compact"
 DESIGN = "link"
 DESIGN_WHY = ("the codec design (host link + compact lanes) does not fit the iCE40UP5K yet "
               "(see the README); building the host link alone (DESIGN=codec tries it)")
-# Host-link buffers (values, 64-bit words): up to 1024 values a TILE request.
-VALUE_DEPTH = 1024
+# Host-link buffers (values, 64-bit words): up to 512 values a TILE request, one raw tile of the
+# lanes' largest (8 pixels x 64 channels); two block RAMs fewer than 1024 would take.
+VALUE_DEPTH = 512
 WORD_DEPTH = 256
 # The lanes: layers of up to 64 channels, raw tiles of up to 64 words (8 pixels x 64 channels
 # at 8 bits): what fits next to the host link's buffers in 30 block RAMs.

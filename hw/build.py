@@ -193,10 +193,10 @@ def run_plan(plan, build_dir: Path, stages: list[Stage], label: str,
     if os.waitstatus_to_exitcode(status) != 0:
         for tim in build_dir.glob("*.tim"):
             text = tim.read_text(errors="replace")
-            found = re.search(r"no BELs remaining to implement cell type '(\w+)'", text)
-            if found:
-                raise DoesNotFit(f"{label}: does not fit the device (too many {found.group(1)})",
-                                 {"cell": found.group(1), "log": tim})
+            cell = overfull_cell(text)
+            if cell:
+                raise DoesNotFit(f"{label}: does not fit the device (too many {cell})",
+                                 {"cell": cell, "log": tim})
         tails = []
         for pattern in ("build.log", "*.rpt", "*.tim"):
             for path in sorted(build_dir.glob(pattern)):
@@ -242,6 +242,15 @@ def parse_log_utilization(log: Path, family: str) -> dict:
         out[key] = entry["used"]
         out[f"{key}_available"] = entry["available"]
     return out
+
+
+def overfull_cell(log: str) -> str | None:
+    """The cell type a failed nextpnr run had too many of, from its log; None if another error.
+    Too many cells of a type with fixed sites (block RAMs, DSPs) stop the packer; too many logic
+    cells stop the iCE40's analytic placer (HeAP) instead."""
+    found = (re.search(r"no BELs remaining to implement cell type '(\w+)'", log)
+             or re.search(r"Failed to expand region .* of \d+ (\w+?)s?$", log, re.M))
+    return found.group(1) if found else None
 
 
 class DoesNotFit(BuildError):

@@ -63,18 +63,23 @@ all in. Latency: a tile's first value leaves about 16 x payload words + 20 + 40 
 its header arrives. A tile costs a bounded number of clocks whatever its words hold: a token
 reads at most 1 + 31 + 16 bits.
 
-Size (/work/tools/ice40_area.py: yosys synth_ice40 -dsp; 64 channels, 64-word tiles, 16
-classes, N = 8, int8): 2,116 LUT4, 1,193 flip-flops, 644 carries, 10 block RAMs (payload
-buffer; class parameters + class map + offsets; Huffman first/count/base (2); Huffman symbols
-(2); coefficients (2); the group's yh (2)) and 3 DSPs (the two 16 x 12 products, the tile's raw
-size). nextpnr (UP5K, seed 1, the ports through serial shift registers) packs it and that
-wrapper into 3,079 of the 5,280 logic cells and reaches 36.4 MHz: above the iCEBreaker's 12 MHz
-clock, short of 40 MHz. The sequencer's state is one-hot (`fsm_encoding`; its initial value is
-the domain reset's). The longest paths are now a configuration write's decoding into the tile
-walker's handshake, the Huffman symbol's escape test into the field start, about 26 ns each;
-the accumulator, the Huffman compare, the CRC and the header checks each have their carry
-chains and selections split over two clocks.
+Size, iCE40UP5K, 64 channels, 64-word tiles, 16 classes, N = 8, int8 (`python -m hw.build report
+--device ice40 --blocks --only "block=compact_decoder"`: hw/synth_top.py's wrapper, which adds
+about 175 logic cells of its own, seed 1): 2,883 of the 5,280 logic cells, 1,111 flip-flops,
+10 block RAMs (payload buffer; class parameters + class map + offsets; Huffman
+first/count/base (2); Huffman symbols (2); coefficients (2); the group's yh (2)) and 3 DSPs (the
+two 16 x 12 products, the tile's raw size); 35.0 MHz: above the iCEBreaker's 12 MHz clock, short
+of 40 MHz. Every RAM's read port is an asynchronous read and a register that yosys folds into
+the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports yosys
+surrounded the six RAMs with read-before-write and transparency emulation (277 flip-flops and
+196 logic cells more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is
+the domain reset's). The longest path is a configuration write's decoding into the tile
+walker's handshake, about 28.5 ns, some 21 ns of it routing; the accumulator, the Huffman
+compare, the CRC and the header checks each have their carry chains and selections split over
+two clocks.
 """
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
@@ -153,6 +158,10 @@ class CompactDecoderLane(wiring.Component):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}")
         exact_log2(group)
+        if group < 2:
+            # With N = 1 a group's yh is written and read back in the same clock; the
+            # schedule (and the RAM's read port, no_rw_check) needs a clock between them.
+            raise ValueError(f"the compact decoder needs a transform group N >= 2, got {group}")
         self.dtype = dtype
         self.group = group
         self.max_channels = max_channels
@@ -186,16 +195,38 @@ class CompactDecoderLane(wiring.Component):
         # sequencer reads one entry per clock anyway.
         p_cmap = 4 * ncls
         p_offs = p_cmap + self.max_channels
-        params = Memory(shape=unsigned(16), depth=p_offs + self.max_channels, init=[])
-        hdec = Memory(shape=unsigned(32), depth=ncls * HUFF_LEN, init=[])   # first|count|base
-        hsym = Memory(shape=unsigned(6), depth=ncls * 64, init=[])
-        coeff = Memory(shape=signed(COEFF_BITS), depth=self.max_channels * N, init=[])
-        buf = Memory(shape=unsigned(16), depth=4 * self.max_tile_words, init=[])
+        # Read ports: an asynchronous read and a register after it (no reset, like a port's),
+        # which yosys merges into the RAM's synchronous read: the same timing as a synchronous
+        # port, and the memories' `no_rw_check` then reaches yosys (Amaranth marks a
+        # synchronous port's collisions as defined, so yosys would wrap each RAM in
+        # read-before-write and transparency emulation: a delayed write port, a register and a
+        # bypass multiplexer). No read here needs an entry in the clock it is written: the
+        # payload buffer is written only in S_NIB and read from S_LOAD0 on; yh is written a
+        # clock after S_SAT, at comp - 1, while that clock's S_TMAC reads yh[0], another
+        # entry for N > 1, and later reads come after the write; the tables are written only
+        # by configuration writes, which a tile in flight does not expect (its decode would
+        # mix the old and the new profile anyway; the commit restarts the lane).
+        NO_RW = {"no_rw_check": 1}
+
+        def read_port(mem, name):
+            port = mem.read_port(domain="comb")
+            data = Signal.like(port.data, name=f"{name}_rdata", reset_less=True)
+            m.d.sync += data.eq(port.data)
+            return SimpleNamespace(addr=port.addr, data=data)
+
+        params = Memory(shape=unsigned(16), depth=p_offs + self.max_channels, init=[],
+                        attrs=NO_RW)
+        hdec = Memory(shape=unsigned(32), depth=ncls * HUFF_LEN, init=[],      # first|count|base
+                      attrs=NO_RW)
+        hsym = Memory(shape=unsigned(6), depth=ncls * 64, init=[], attrs=NO_RW)
+        coeff = Memory(shape=signed(COEFF_BITS), depth=self.max_channels * N, init=[],
+                       attrs=NO_RW)
+        buf = Memory(shape=unsigned(16), depth=4 * self.max_tile_words, init=[], attrs=NO_RW)
         # The group's N dequantized values; declared 256 deep so that it goes to block RAM
         # (two) rather than to 24 N flip-flops.
-        yhm = Memory(shape=signed(Y_BITS), depth=max(256, N), init=[])
+        yhm = Memory(shape=signed(Y_BITS), depth=max(256, N), init=[], attrs=NO_RW)
         m.submodules.yhm = yhm
-        yh_w, yh_r = yhm.write_port(), yhm.read_port()
+        yh_w, yh_r = yhm.write_port(), read_port(yhm, "yh")
         m.submodules.params = params
         m.submodules.hdec = hdec
         m.submodules.hsym = hsym
@@ -203,9 +234,9 @@ class CompactDecoderLane(wiring.Component):
         m.submodules.buf = buf
         params_w = params.write_port(granularity=8)
         hdec_w, hsym_w, coeff_w = hdec.write_port(), hsym.write_port(), coeff.write_port()
-        params_r, hdec_r, hsym_r = params.read_port(), hdec.read_port(), hsym.read_port()
-        coeff_r = coeff.read_port()
-        buf_w, buf_r = buf.write_port(), buf.read_port()
+        params_r, hdec_r = read_port(params, "params"), read_port(hdec, "hdec")
+        hsym_r, coeff_r = read_port(hsym, "hsym"), read_port(coeff, "coeff")
+        buf_w, buf_r = buf.write_port(), read_port(buf, "buf")
 
         # C above `max_channels` (a `transform` error) is held as `max_channels`: the channel
         # counters and table indices then stay within the build's sizes.

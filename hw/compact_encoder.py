@@ -44,14 +44,14 @@ payloads are padded to whole words, the lane chooses raw when coded_words >= raw
 CRC-32 (zlib) over the chosen payload and the header's low half (2 bits per clock), and sends the
 header then the payload words (one per 5 clocks at most).
 
-Resources (iCE40UP5K, `max_channels` 64, `max_tile_words` 64, N = 8, 16 classes): 3 SB_MAC16 (the
-18 x 18 multiplier), 12 SB_RAM40_4K (coefficients' low 16 bits 2, `misc` 1 with the coefficients'
-top 2 bits and the Huffman codes' bit 16, offsets / d / q / class map 2, class parameters 1,
-Huffman codes' low 16 bits 4, the two tile buffers 1 each), about 1,780 LUT4 and 710 FF
-(`/work/tools/ice40_area.py`, yosys synth_ice40 -dsp; hw/tile_walker.py adds about 100 LUT4 to a
-lane p of P > 1). /work/tools/ice40_pnr.py (hw/synth_top.py, which adds about 175 cells of its own,
-seed 1) places it in about 2,250 logic cells, Fmax about 34 MHz (paths through the binary state
-decode into the state register's next value), short of a 40 MHz target. Every RAM's read port is an
+Resources, iCE40UP5K, `max_channels` 64, `max_tile_words` 64, N = 8, 16 classes (`python -m
+hw.build report --device ice40 --blocks --only "block=compact_encoder"`: hw/synth_top.py's
+wrapper, which adds about 175 logic cells of its own, seed 1): 2,247 logic cells, 877 FF,
+3 SB_MAC16 (the 18 x 18 multiplier), 12 SB_RAM40_4K (coefficients' low 16 bits 2, `misc` 1
+with the coefficients' top 2 bits and the Huffman codes' bit 16, offsets / d / q / class map 2,
+class parameters 1, Huffman codes' low 16 bits 4, the two tile buffers 1 each); 34.3 MHz (paths
+through the binary state decode into the state register's next value), short of a 40 MHz
+target. hw/tile_walker.py adds about 100 LUT4 to a lane p of P > 1. Every RAM's read port is an
 asynchronous read and a register that yosys folds into the RAM, so that its `no_rw_check`
 attribute applies: with a plain synchronous port yosys surrounds each RAM with read-before-write
 and transparency emulation (about 300 FFs and 250 logic cells over the seven).

@@ -187,6 +187,17 @@ def _block_builds(device: str) -> list[tuple[dict, Callable]]:
     add("bit_unpacker", lambda: BitUnpacker())
     add("vlc_decoder", lambda: VlcDecoder(q_width=Q_BITS, max_channels=C), B=Q_BITS,
         max_channels=C)
+    # The compact lanes one at a time (their pair is a lane build, `_lane_builds`).
+    from hw.board_top import lanes_available
+
+    if lanes_available("compact")[0]:
+        from hw.compact_decoder import CompactDecoderLane
+        from hw.compact_encoder import CompactEncoderLane
+
+        add("compact_encoder", lambda: CompactEncoderLane(max_channels=C, max_tile_words=W),
+            N=8, max_channels=C, max_tile_words=W)
+        add("compact_decoder", lambda: CompactDecoderLane(max_channels=C, max_tile_words=W),
+            N=8, max_channels=C, max_tile_words=W)
     return builds
 
 

@@ -207,3 +207,8 @@ def test_bad_channel_count_ends_tiles(fmap, channels):
     params["n_out"] = comp.size
     out = _run(data, params, {"comp": comp, "tile_last": tile_last.reshape(-1)})
     assert int(out["error"]) == 1
+
+
+def test_group_of_one_is_refused():
+    with pytest.raises(ValueError, match="N >= 2"):
+        CompactDecoderLane(group=1)

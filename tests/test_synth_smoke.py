@@ -61,3 +61,15 @@ def test_every_board_names_its_default_design():
         for attr in ("PLATFORM", "BITSTREAM", "BAUD", "LINKS", "VALUE_DEPTH", "WORD_DEPTH",
                      "MAX_CHANNELS", "MAX_TILE_WORDS"):
             assert hasattr(board, attr), f"{name}: {attr}"
+
+
+def test_overfull_device_is_recognized():
+    """A design too big for the device ends in a clear "does not fit" (`make bitstream` then
+    names the cells), whether nextpnr's packer or its iCE40 placer gave up."""
+    from hw.build import overfull_cell
+
+    assert overfull_cell("ERROR: Failed to expand region (0, 0) |_> (25, 31) of 6036 "
+                         "ICESTORM_LCs\n0 warnings, 1 error") == "ICESTORM_LC"
+    assert overfull_cell("ERROR: no BELs remaining to implement cell type 'ICESTORM_RAM'\n") \
+        == "ICESTORM_RAM"
+    assert overfull_cell("ERROR: Max frequency for clock 'clk': 10 MHz\n") is None
