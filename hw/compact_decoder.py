@@ -161,6 +161,7 @@ class CompactDecoderLane(wiring.Component):
         if group < 2:
             # With N = 1 a group's yh is written and read back in the same clock; the
             # schedule (and the RAM's read port, no_rw_check) needs a clock between them.
+            self._MustUse__used = True      # refused, not built and forgotten: no warning
             raise ValueError(f"the compact decoder needs a transform group N >= 2, got {group}")
         self.dtype = dtype
         self.group = group

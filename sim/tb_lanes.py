@@ -85,6 +85,19 @@ def decoder_case(x: np.ndarray, profile, name: str, valid_prob=1.0, ready_prob=1
     return data, params, expected, enc
 
 
+def check_other_tiles_exact(out: dict, expected: dict, tile_values: int, bad_tile: int) -> None:
+    """A decoder run over a container with tile `bad_tile` damaged (all tiles `tile_values`
+    values): the error flag is up, every other tile's values are exact, and `comp` and
+    `tile_last` are exact throughout (a bad tile still gives exactly its values)."""
+    assert int(out["extra"]) == 0, f"{int(out['extra'])} beats more than expected"
+    assert int(out["error"]) == 1
+    good = np.ones(len(expected["data"]), dtype=bool)
+    good[bad_tile * tile_values:(bad_tile + 1) * tile_values] = False
+    assert np.array_equal(out["data"][good], np.asarray(expected["data"])[good])
+    assert np.array_equal(out["comp"], expected["comp"])
+    assert np.array_equal(out["tile_last"], expected["tile_last"])
+
+
 # -- cocotb side ---------------------------------------------------------------------------------
 
 
