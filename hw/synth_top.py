@@ -13,9 +13,10 @@ on the ECP5-85F (speed grade 6).
 
 Configurations (`configurations`): the encoder + decoder lane in the issue's configurations
 (transform group N = 8 and 16, 1 and 2 lanes, Huffman and Golomb-Rice coders) once
-hw/encoder_lane.py and hw/decoder_lane.py exist; and each codec block alone (`unit: block`), which
-is what can be measured before the lanes are composed. A block record is a block, never a
-lane.
+hw/encoder_lane.py and hw/decoder_lane.py exist, and the compact lane pair (hw/compact_encoder.py,
+hw/compact_decoder.py: the iCEBreaker's lanes); and each codec block alone (`unit: block`, the
+compact lanes one at a time among them), which is what can be measured before the lanes are
+composed. A block record is a block, never a lane pair.
 """
 
 from __future__ import annotations
