@@ -79,7 +79,6 @@ compare, the CRC and the header checks each have their carry chains and selectio
 two clocks.
 """
 
-from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
@@ -124,6 +123,7 @@ from hw.config import (
 from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
 from hw.decoder_lane import lane_status
 from hw.framing import framed
+from hw.ram import NO_RW_CHECK, registered_read_port
 from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
 from hw.vlc_decoder import decoder_status
 
@@ -207,13 +207,10 @@ class CompactDecoderLane(wiring.Component):
         # entry for N > 1, and later reads come after the write; the tables are written only
         # by configuration writes, which a tile in flight does not expect (its decode would
         # mix the old and the new profile anyway; the commit restarts the lane).
-        NO_RW = {"no_rw_check": 1}
+        NO_RW = NO_RW_CHECK
 
         def read_port(mem, name):
-            port = mem.read_port(domain="comb")
-            data = Signal.like(port.data, name=f"{name}_rdata", reset_less=True)
-            m.d.sync += data.eq(port.data)
-            return SimpleNamespace(addr=port.addr, data=data)
+            return registered_read_port(m, mem, name)
 
         params = Memory(shape=unsigned(16), depth=p_offs + self.max_channels, init=[],
                         attrs=NO_RW)

@@ -46,10 +46,10 @@ header then the payload words (one per 5 clocks at most).
 
 Resources, iCE40UP5K, `max_channels` 64, `max_tile_words` 64, N = 8, 16 classes (`python -m
 hw.build report --device ice40 --blocks --only "block=compact_encoder"`: hw/synth_top.py's
-wrapper, which adds about 175 logic cells of its own, seed 1): 2,247 logic cells, 877 FF,
+wrapper, which adds about 175 logic cells of its own, seed 1): 2,246 logic cells, 877 FF,
 3 SB_MAC16 (the 18 x 18 multiplier), 12 SB_RAM40_4K (coefficients' low 16 bits 2, `misc` 1
 with the coefficients' top 2 bits and the Huffman codes' bit 16, offsets / d / q / class map 2,
-class parameters 1, Huffman codes' low 16 bits 4, the two tile buffers 1 each); 34.3 MHz (paths
+class parameters 1, Huffman codes' low 16 bits 4, the two tile buffers 1 each); 34.5 MHz (paths
 through the binary state decode into the state register's next value), short of a 40 MHz
 target. hw/tile_walker.py adds about 100 LUT4 to a lane p of P > 1. Every RAM's read port is an
 asynchronous read and a register that yosys folds into the RAM, so that its `no_rw_check`
@@ -64,7 +64,6 @@ tile's last word is taken.
 """
 
 from contextlib import contextmanager
-from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
@@ -101,6 +100,7 @@ from hw.config import (
     restart_after_commit,
 )
 from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+from hw.ram import NO_RW_CHECK, registered_read_port
 from hw.tile_walker import IMAGE_PIXEL_BITS, TILE_PIXEL_BITS, TileWalker
 
 D_BITS = 18         # x - mu: 16-bit x minus a 17-bit offset
@@ -170,13 +170,10 @@ class CompactEncoderLane(wiring.Component):
         # clock it is written, so yosys need not emulate read-before-write and transparency
         # around each RAM (a delayed write port, a register and a bypass multiplexer each:
         # about 300 FFs and 250 logic cells over the seven memories).
-        NO_RW = {"no_rw_check": 1}
+        NO_RW = NO_RW_CHECK
 
         def read_port(mem, name):
-            port = mem.read_port(domain="comb")
-            data = Signal.like(port.data, name=f"{name}_rdata")
-            m.d.sync += data.eq(port.data)
-            return SimpleNamespace(addr=port.addr, data=data)
+            return registered_read_port(m, mem, name)
 
         # -- memories (all block RAM: one read port, one write port each) ---------------------
         # coefficients T[g][i][j] at (g*N + i)*N + j, their low 16 bits (the top two are in
