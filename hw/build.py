@@ -287,11 +287,13 @@ PLACER = {"ice40": "heap", "ecp5": "static"}
 
 def tool_options(family: str, seed: int, name: str, allow_timing_fail: bool = False) -> dict:
     """Overrides of Amaranth's Lattice templates: DSP inference on the iCE40UP5K (synth_ice40
-    maps multipliers to LUTs without -dsp), nextpnr's placer, a fixed seed and its JSON report."""
+    maps multipliers to LUTs without -dsp), no initial values on block-RAM read registers
+    (hw/ram.py), nextpnr's placer, a fixed seed and its JSON report."""
+    from hw.ram import YOSYS_AFTER_READ
     nextpnr = ["--seed", str(seed), "--placer", PLACER[family], "--report", f"{name}.report.json"]
     if allow_timing_fail:
         nextpnr.append("--timing-allow-fail")
-    opts = {"nextpnr_opts": nextpnr}
+    opts = {"nextpnr_opts": nextpnr, "script_after_read": YOSYS_AFTER_READ}
     if family == "ice40":
         opts["synth_opts"] = ["-dsp"]
     return opts

@@ -39,6 +39,7 @@ from fmcodec import protocol as P
 from hw.bit_packer import packed_word
 from hw.bit_unpacker import container_word
 from hw.config import config_signature
+from hw.ram import NO_RW_CHECK, registered_read_port
 
 VALUE_BITS = 16
 
@@ -49,6 +50,19 @@ def crc16_next(crc, byte):
         feedback = crc[15] ^ byte[i]
         crc = Cat(Const(0, 1), crc[:15]) ^ Mux(feedback, P.CRC16_POLY, 0)
     return crc
+
+
+def le_const(x, c: int):
+    """`x <= c` for a constant `c`, as a chain of gates from the most significant bit (a few
+    LUTs; yosys would build a carry chain of one logic cell per bit)."""
+    if c < 0:
+        return Const(0, 1)
+    if c >> len(x):
+        return Const(1, 1)
+    le = Const(1, 1)
+    for i in range(len(x)):             # least significant bit first: `le` covers bits < i
+        le = (~x[i] | le) if (c >> i) & 1 else (~x[i] & le)
+    return le
 
 
 WORD_ROW_BITS = 72     # a word buffer row: data 0..63, first 64, last 65, then unused
@@ -119,10 +133,16 @@ class HostLink(wiring.Component):
 
         # Word buffer rows: 64 data bits, `first` (bit 64), `last` (bit 65); written a byte lane
         # at a time by CONFIG (no assembly register), a whole row at a time by the encoder.
-        m.submodules.vmem = vmem = Memory(shape=VALUE_BITS, depth=vdepth, init=[])
-        m.submodules.wmem = wmem = Memory(shape=WORD_ROW_BITS, depth=wdepth, init=[])
-        vmem_w, vmem_r = vmem.write_port(), vmem.read_port()
-        wmem_w, wmem_r = wmem.write_port(granularity=8), wmem.read_port()
+        # No state reads an entry in the clock it is written (a phase writes one buffer and reads
+        # the other), so the read ports need no read/write collision logic (hw/ram.py).
+        m.submodules.vmem = vmem = Memory(shape=VALUE_BITS, depth=vdepth, init=[],
+                                          attrs=NO_RW_CHECK)
+        m.submodules.wmem = wmem = Memory(shape=WORD_ROW_BITS, depth=wdepth, init=[],
+                                          attrs=NO_RW_CHECK)
+        vmem_w = vmem.write_port()
+        wmem_w = wmem.write_port(granularity=8)
+        vmem_r = registered_read_port(m, vmem, "vmem", enable=True)
+        wmem_r = registered_read_port(m, wmem, "wmem", enable=True)
         all_lanes = (1 << (WORD_ROW_BITS // 8)) - 1
         # Read ports hold their data unless a state reads (their enable defaults to 1).
         m.d.comb += [vmem_r.en.eq(0), wmem_r.en.eq(0)]
@@ -131,7 +151,7 @@ class HostLink(wiring.Component):
         code = Signal(8)
         remaining = Signal(16)          # payload bytes still to come
         err = Signal(8)                 # error found while receiving (0: none)
-        rx_crc = Signal(16)
+        crc = Signal(16)                # the request's CRC, then the reply's
         crc_lo = Signal(8)
         tiles = Signal(16)              # TILE: header field, then tiles still to come out
         n_values = Signal(range(vdepth + 1))    # TILE values, ECHO bytes received
@@ -152,7 +172,6 @@ class HostLink(wiring.Component):
 
         # -- reply -----------------------------------------------------------------------------
         reply = Signal(8)               # reply code; the reply's shape follows from it
-        tx_crc = Signal(16)
         idx = Signal(5)                 # byte within the fixed part, a word or a value
         item = Signal(range(max(vdepth, wdepth) + 1))   # word or value being sent
 
@@ -164,6 +183,13 @@ class HostLink(wiring.Component):
 
         # A lane's output is drained outside its phase (see the module docstring).
         m.d.comb += [self.enc_o.ready.eq(1), self.dec_o.ready.eq(1)]
+
+        # What the buffers feed the lanes and the configuration: the read data, whatever the
+        # state (only `valid` says when it counts), so that no state decoding gates it.
+        m.d.comb += [self.enc_i.payload.eq(vmem_r.data),
+                     self.dec_i.payload.eq(Cat(wmem_r.data[:64], wmem_r.data[65])),
+                     self.cfg.payload.addr.eq(wmem_r.data[:20]),
+                     self.cfg.payload.data.eq(wmem_r.data[32:64])]
 
         # What each reply carries, from its code and the request's counters.
         fixed_len = Signal(range(P.INFO_BYTES + 1))
@@ -189,7 +215,7 @@ class HostLink(wiring.Component):
                 m.d.comb += [fixed_len.eq(2), reply_len.eq(2)]
 
         def start_reply(code_value):
-            m.d.sync += [reply.eq(code_value), idx.eq(0), tx_crc.eq(0xFFFF)]
+            m.d.sync += [reply.eq(code_value), idx.eq(0), crc.eq(0xFFFF)]
             m.next = "TX_HEAD"
 
         def start_error(code_value):
@@ -203,15 +229,12 @@ class HostLink(wiring.Component):
         with m.Else():
             m.d.sync += timeout.eq(0)
 
-        # The received frame's CRC covers code, length and payload.
+        # The received frame's CRC covers code, length and payload; the sent frame's likewise.
+        # A request is checked before its reply starts, so one register holds both.
         rx_crc_en = Signal()
-        with m.If(rx_crc_en & got):
-            m.d.sync += rx_crc.eq(crc16_next(rx_crc, rx_byte))
-
-        # The sent frame's CRC likewise.
         tx_crc_en = Signal()
-        with m.If(tx_crc_en & sent):
-            m.d.sync += tx_crc.eq(crc16_next(tx_crc, tx_byte))
+        with m.If((rx_crc_en & got) | (tx_crc_en & sent)):
+            m.d.sync += crc.eq(crc16_next(crc, Mux(rx_crc_en, rx_byte, tx_byte)))
 
         def receive(crc=True):
             m.d.comb += [receiving.eq(1), rx_crc_en.eq(crc)]
@@ -225,20 +248,41 @@ class HostLink(wiring.Component):
             with m.Case(P.INFO):
                 m.d.comb += len_ok.eq(new_len == 0)
             with m.Case(P.ECHO):
-                m.d.comb += len_ok.eq(new_len <= vdepth)
+                m.d.comb += len_ok.eq(le_const(new_len, vdepth))
             with m.Case(P.CONFIG):
-                m.d.comb += len_ok.eq((new_len[:3] == 0) & (new_len[3:] <= wdepth))
+                m.d.comb += len_ok.eq((new_len[:3] == 0) & le_const(new_len[3:], wdepth))
             with m.Case(P.TILE):
                 limit = P.TILE_HEADER_BYTES + vb * vdepth
                 even = (new_len[0] == 0) if vb == 2 else Const(1)
-                m.d.comb += len_ok.eq((new_len >= P.TILE_HEADER_BYTES) & (new_len <= limit)
+                m.d.comb += len_ok.eq(~le_const(new_len, P.TILE_HEADER_BYTES - 1)
+                                      & le_const(new_len, limit)
                                       & even)
 
-        with m.FSM():
+        # The buffers' write address and data, whatever the state (only the enables are
+        # decoded): the word buffer takes a CONFIG byte (into every byte lane; the enable picks
+        # one) or an encoder word; the value buffer a request's value or byte, or a decoded one.
+        encoding, decoding = Signal(), Signal()
+        store_value = Signal(VALUE_BITS)
+        if vb == 2:
+            m.d.comb += store_value.eq(Mux(code == P.ECHO, rx_byte, Cat(lo_byte, rx_byte)))
+        else:
+            m.d.comb += store_value.eq(rx_byte.as_signed() if self.dtype == "int8" else rx_byte)
+        dec_value = Signal(VALUE_BITS)
+        m.d.comb += [
+            dec_value.eq(self.dec_o.payload),
+            wmem_w.addr.eq(n_words),
+            wmem_w.data.eq(Mux(encoding, Cat(self.enc_o.payload.data, self.enc_o.payload.first,
+                                             self.enc_o.payload.last),
+                               rx_byte.replicate(9))),
+            vmem_w.addr.eq(Mux(decoding, received, n_values)),
+            vmem_w.data.eq(Mux(decoding, dec_value, store_value)),
+        ]
+
+        with m.FSM() as fsm:
             # -- receive a request ---------------------------------------------------------
             with m.State("SYNC"):
                 with m.If(got & (rx_byte == P.SYNC)):
-                    m.d.sync += [rx_crc.eq(0xFFFF), err.eq(0), half.eq(0), lane.eq(0),
+                    m.d.sync += [crc.eq(0xFFFF), err.eq(0), half.eq(0), lane.eq(0),
                                  n_values.eq(0), n_words.eq(0)]
                     m.next = "CODE"
 
@@ -292,7 +336,7 @@ class HostLink(wiring.Component):
                 with m.If(got):
                     m.d.sync += [feed_addr.eq(0), feed_valid.eq(0), received.eq(0),
                                  idle.eq(0), cycles.eq(0), status.eq(0)]
-                    with m.If(Cat(crc_lo, rx_byte) != rx_crc):
+                    with m.If(Cat(crc_lo, rx_byte) != crc):
                         start_error(P.ERR_CHECKSUM)
                     with m.Elif(err != 0):
                         start_error(err)
@@ -309,26 +353,20 @@ class HostLink(wiring.Component):
             with m.State("CONFIG"):
                 # One write per clock: the read issued in one clock is on `cfg` in the next.
                 m.d.comb += [wmem_r.addr.eq(feed_addr), wmem_r.en.eq(1),
-                             self.cfg.valid.eq(feed_valid),
-                             self.cfg.payload.addr.eq(wmem_r.data[:20]),
-                             self.cfg.payload.data.eq(wmem_r.data[32:64])]
-                m.d.sync += [feed_valid.eq(feed_addr < n_words),
-                             feed_addr.eq(feed_addr + (feed_addr < n_words))]
+                             self.cfg.valid.eq(feed_valid)]
+                more = feed_addr != n_words     # feed_addr counts up to n_words
+                m.d.sync += [feed_valid.eq(more), feed_addr.eq(feed_addr + more)]
                 with m.If((feed_addr == n_words) & ~feed_valid):
                     start_reply(P.CONFIG | P.REPLY)
 
             if self.codec:
                 with m.State("ENCODE"):
                     m.d.sync += cycles.eq(cycles + 1)
-                    progress = self._feed(m, vmem_r, self.enc_i, feed_addr, feed_valid, n_values,
-                                          lambda d: d)
+                    progress = self._feed(m, vmem_r, self.enc_i, feed_addr, feed_valid, n_values)
                     with m.If(self.enc_o.valid):
                         m.d.comb += progress.eq(1)
-                        with m.If(n_words < wdepth):
-                            m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.en.eq(all_lanes),
-                                         wmem_w.data.eq(Cat(self.enc_o.payload.data,
-                                                            self.enc_o.payload.first,
-                                                            self.enc_o.payload.last))]
+                        with m.If(n_words != wdepth):   # counts up to wdepth
+                            m.d.comb += wmem_w.en.eq(all_lanes)
                             m.d.sync += n_words.eq(n_words + 1)
                         with m.Else():
                             m.d.sync += status.eq(status | P.STATUS_WORD_OVERFLOW)
@@ -344,15 +382,13 @@ class HostLink(wiring.Component):
 
                 with m.State("DECODE"):
                     m.d.sync += cycles.eq(cycles + 1)
-                    progress = self._feed(m, wmem_r, self.dec_i, feed_addr, feed_valid, n_words,
-                                          lambda d: Cat(d[:64], d[65]))
+                    progress = self._feed(m, wmem_r, self.dec_i, feed_addr, feed_valid, n_words)
                     with m.If(self.dec_error):
                         m.d.sync += status.eq(status | P.STATUS_DECODE_ERROR)
                     with m.If(self.dec_o.valid):
                         m.d.comb += progress.eq(1)
-                        with m.If(received < n_values):
-                            m.d.comb += [vmem_w.addr.eq(received), vmem_w.en.eq(1),
-                                         vmem_w.data.eq(self.dec_o.payload)]
+                        with m.If(received != n_values):    # counts up to n_values
+                            m.d.comb += vmem_w.en.eq(1)
                             m.d.sync += received.eq(received + 1)
                     self._watch(m, progress, idle)
                     all_fed = (feed_addr == n_words) & ~feed_valid
@@ -383,18 +419,19 @@ class HostLink(wiring.Component):
             with m.State("TX_FIXED"):
                 fixed = self._fixed_byte(m, reply, idx, status, n_words, enc_cycles, cycles, err,
                                          code)
-                m.d.comb += [self.tx.valid.eq(idx < fixed_len), tx_byte.eq(fixed),
+                # idx counts up to fixed_len (it moves only while a byte is sent).
+                m.d.comb += [self.tx.valid.eq(idx != fixed_len), tx_byte.eq(fixed),
                              tx_crc_en.eq(1)]
                 with m.If(sent):
                     m.d.sync += idx.eq(idx + 1)
-                with m.If(idx >= fixed_len):
+                with m.If(idx == fixed_len):
                     m.d.sync += idx.eq(0)
                     m.next = "TX_WORD_READ"
 
             # Words and values: read one (a clock), then send its bytes, least significant first.
             with m.State("TX_WORD_READ"):
                 m.d.comb += [wmem_r.addr.eq(item), wmem_r.en.eq(1)]
-                with m.If(item < reply_words):
+                with m.If(item != reply_words):     # item counts up to reply_words
                     m.next = "TX_WORD"
                 with m.Else():
                     m.d.sync += item.eq(0)
@@ -411,7 +448,7 @@ class HostLink(wiring.Component):
 
             with m.State("TX_VALUE_READ"):
                 m.d.comb += [vmem_r.addr.eq(item), vmem_r.en.eq(1)]
-                with m.If(item < reply_values):
+                with m.If(item != reply_values):
                     m.next = "TX_VALUE"
                 with m.Else():
                     m.next = "TX_CRC"
@@ -426,13 +463,15 @@ class HostLink(wiring.Component):
                         m.next = "TX_VALUE_READ"
 
             with m.State("TX_CRC"):
-                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(tx_crc.word_select(idx[:1], 8))]
+                m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(crc.word_select(idx[:1], 8))]
                 with m.If(sent):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx[:1] == 1):
                         m.d.sync += self.error.eq(reply == P.ERROR)
                         m.next = "SYNC"
 
+        m.d.comb += [encoding.eq(fsm.ongoing("ENCODE") if self.codec else 0),
+                     decoding.eq(fsm.ongoing("DECODE") if self.codec else 0)]
         return m
 
     def _store(self, m, code, byte, vmem_w, wmem_w, n_values, n_words, tiles, lane, lo_byte,
@@ -440,12 +479,11 @@ class HostLink(wiring.Component):
         """Put one payload byte where its request keeps it."""
         with m.Switch(code):
             with m.Case(P.ECHO):
-                m.d.comb += [vmem_w.addr.eq(n_values), vmem_w.data.eq(byte), vmem_w.en.eq(1)]
+                m.d.comb += vmem_w.en.eq(1)
                 m.d.sync += n_values.eq(n_values + 1)
             with m.Case(P.CONFIG):
                 # Byte `lane` of write `n_words` goes straight into its byte lane of the row.
-                m.d.comb += [wmem_w.addr.eq(n_words), wmem_w.data.eq(byte.replicate(9)),
-                             wmem_w.en.eq(1 << lane)]
+                m.d.comb += wmem_w.en.eq(1 << lane)
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(lane == 7):
                     m.d.sync += n_words.eq(n_words + 1)
@@ -456,25 +494,23 @@ class HostLink(wiring.Component):
                     if self.value_bytes == 2:
                         m.d.sync += [lo_byte.eq(byte), half.eq(~half)]
                         with m.If(half):
-                            m.d.comb += [vmem_w.addr.eq(n_values),
-                                         vmem_w.data.eq(Cat(lo_byte, byte)), vmem_w.en.eq(1)]
+                            m.d.comb += vmem_w.en.eq(1)
                             m.d.sync += n_values.eq(n_values + 1)
                     else:
-                        value = byte.as_signed() if self.dtype == "int8" else byte
-                        m.d.comb += [vmem_w.addr.eq(n_values), vmem_w.data.eq(value),
-                                     vmem_w.en.eq(1)]
+                        m.d.comb += vmem_w.en.eq(1)
                         m.d.sync += n_values.eq(n_values + 1)
 
-    def _feed(self, m, rport, out, addr, valid, n, payload):
+    def _feed(self, m, rport, out, addr, valid, n):
         """Stream entries 0..n-1 of a memory to `out`; the read port's data is the payload
         register (read enable = `~valid | ready`, so it holds while `out` is stalled)."""
         take = Signal()
         progress = Signal()
         m.d.comb += [take.eq(~valid | out.ready), rport.addr.eq(addr), rport.en.eq(take),
-                     out.valid.eq(valid), out.payload.eq(payload(rport.data)),
+                     out.valid.eq(valid),
                      progress.eq(valid & out.ready)]
-        with m.If(take):
-            m.d.sync += [valid.eq(addr < n), addr.eq(addr + (addr < n))]
+        with m.If(take):    # addr counts up to n
+            more = addr != n
+            m.d.sync += [valid.eq(more), addr.eq(addr + more)]
         return progress
 
     def _watch(self, m, progress, idle):

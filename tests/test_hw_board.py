@@ -40,6 +40,32 @@ VERILATOR_ARGS = ("--output-split", "0")
 
 # -- protocol --------------------------------------------------------------------------------------
 
+def test_le_const_matches_python():
+    """hw/host_link.py `le_const`, the host link's gate-chain `x <= c`, for every 5-bit x and
+    every constant from below 0 to above the range."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from hw.host_link import le_const
+
+    x = Signal(5)
+    consts = range(-2, 36)
+    outs = {c: Signal(name=f"le_{c + 2}") for c in consts}
+    m = Module()
+    m.d.comb += [outs[c].eq(le_const(x, c)) for c in consts]
+    wrong = []
+
+    async def check(ctx):
+        for v in range(32):
+            ctx.set(x, v)
+            wrong.extend((v, c) for c in consts if ctx.get(outs[c]) != (v <= c))
+
+    sim = Simulator(m)
+    sim.add_testbench(check)
+    sim.run()
+    assert not wrong, f"x <= c wrong for (x, c) in {wrong[:10]}"
+
+
 def test_crc16_is_ccitt_false():
     assert P.crc16(b"123456789") == 0x29B1
     assert P.crc16(b"") == 0xFFFF
