@@ -29,22 +29,25 @@ Stream contract
 
 Schedule (one tile at a time)
 -----------------------------
-1. Geometry: the tile's pixel count (hw/tile_walker.py) and raw size, three clocks.
-2. Header and payload: the CRC covers the payload, then the header's low 32 bits; it is
-   linear, so the header's part is computed first, from a zero state, while the header waits
-   on the input (8 clocks), and folded with the header's CRC field into one 32-bit target; the
+1. Geometry: the tile's pixel count (hw/tile_walker.py's walk, done here one tile of the walk
+   per clock) and raw size, three clocks.
+2. Header and payload: the CRC covers the payload, then the header's low 32 bits, and the
+   header's high 32 bits are that CRC, so the CRC of the payload followed by the whole header
+   is a constant (the residue); it is linear, so the header's part is computed first, from a
+   zero state, while the header waits on the input (16 clocks), into one 32-bit target; the
    header is then taken and checked (2 clocks). Each payload word is read where it waits on
    the input, taken with its last nibble: its 16 nibbles go through a 4-bit-per-clock CRC-32
    (selected into a register, taken by the CRC a clock later) while its four 16-bit halves are
-   written to the payload buffer (block RAM): 16 clocks per word, no word register. Eight zero
-   nibbles then advance the payload's CRC past the header bits, and it must equal the target,
+   written to the payload buffer (block RAM): 16 clocks per word, no word register. Sixteen
+   zero nibbles then advance the payload's CRC past the header's 64 bits, and with the target
+   folded in it must equal the residue,
    so the tile's header and CRC status is final before its first value leaves. Words past
    `min(length, raw size, max_tile_words)` are checked, not kept.
 3. Values, component by component: class map and class parameters (one block RAM, one entry
-   per clock: 5 clocks), the token one bit per clock (zero flag, raw and escape fields, Rice
+   per clock: 4 clocks), the token one bit per clock (zero flag, raw and escape fields, Rice
    unary and remainder, canonical Huffman code bit by bit against first/count of each length,
    then the symbol read), the dequantizer (q x dqmul on the two DSPs, then the rounding shift
-   by 8, 4, 2 or 1 bits per clock), into a block RAM of the group's N values; after the
+   by 4 or 1 bits per clock), into a block RAM of the group's N values; after the
    group's Nth value, each of its N outputs takes N MACs (coefficient x yh as two 16 x 12 DSP
    products per clock, pipelined: N + 2 clocks), the rounding shift by F with the offset in
    its last step, the clamp, and goes to the output register, where it waits for `o.ready`
@@ -53,30 +56,29 @@ Schedule (one tile at a time)
    the operation, and the addend (the products' sum, the offset, 1 or 0) selected with the
    request, so the products' sum and the accumulator are separate carry chains.
 
-Throughput: 38.7 clocks per value on a real feature map (int8, N = 8, 64 channels, PCA, 8-bit
-auto coder; tests/test_hw_compact_decoder.py prints it). Per value: class parameters 5 clocks,
+Throughput: 41.7 clocks per value on a real feature map (int8, N = 8, 64 channels, PCA, 8-bit
+auto coder; tests/test_hw_compact_decoder.py prints it). Per value: class parameters 4 clocks,
 the token 1 + one per bit + 0 to 2 (symbol read, un-zigzag), the dequantizer 2 + its shift
-(4 for dqshift 15) + 1; per output: N + 2 MAC clocks, the shift by F with the offset (4 for
+(6 for dqshift 15) + 1; per output: N + 2 MAC clocks, the shift by F with the offset (6 for
 F = 12), a clock for the last operation to land, the clamp 1; and 16 clocks per payload word
-(1.4 per value here). A zero value costs 7 clocks. No value leaves before its tile's words are
-all in. Latency: a tile's first value leaves about 16 x payload words + 20 + 40 N clocks after
+(1.4 per value here). A zero value costs 6 clocks. No value leaves before its tile's words are
+all in. Latency: a tile's first value leaves about 16 x payload words + 36 + 40 N clocks after
 its header arrives. A tile costs a bounded number of clocks whatever its words hold: a token
 reads at most 1 + 31 + 16 bits.
 
 Size, iCE40UP5K, 64 channels, 64-word tiles, 16 classes, N = 8, int8 (`python -m hw.build report
 --device ice40 --blocks --only "block=compact_decoder"`: hw/synth_top.py's wrapper, which adds
-about 175 logic cells of its own, seed 1): 2,883 of the 5,280 logic cells, 1,111 flip-flops,
-10 block RAMs (payload buffer; class parameters + class map + offsets; Huffman
-first/count/base (2); Huffman symbols (2); coefficients (2); the group's yh (2)) and 3 DSPs (the
-two 16 x 12 products, the tile's raw size); 35.0 MHz: above the iCEBreaker's 12 MHz clock, short
-of 40 MHz. Every RAM's read port is an asynchronous read and a register that yosys folds into
-the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports yosys
-surrounded the six RAMs with read-before-write and transparency emulation (277 flip-flops and
-196 logic cells more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is
-the domain reset's). The longest path is a configuration write's decoding into the tile
-walker's handshake, about 28.5 ns, some 21 ns of it routing; the accumulator, the Huffman
-compare, the CRC and the header checks each have their carry chains and selections split over
-two clocks.
+about 175 logic cells of its own, seed 1): 2,278 of the 5,280 logic cells, 946 flip-flops, 10 block
+RAMs (payload buffer; class parameters + class map + offsets + tile_pixels and raw bits per pixel;
+Huffman first/count/base (2); Huffman symbols (2); coefficients (2); the group's yh (2)) and 3 DSPs
+(the two 16 x 12 products, the tile's raw size); 37.0 MHz: above the iCEBreaker's 12 MHz clock,
+short of 40 MHz. Every RAM's read port is an asynchronous read and a register that yosys folds into
+the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports yosys surrounded
+the six RAMs with read-before-write and transparency emulation (277 flip-flops and 196 logic cells
+more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is the domain reset's).
+The longest path is a configuration write's decoding into the parameter RAM's registered write
+enable, about 27 ns, some 17 ns of it routing; the accumulator, the Huffman compare, the CRC and
+the header checks each have their carry chains and selections split over two clocks.
 """
 
 
@@ -93,6 +95,7 @@ from hw.bit_unpacker import (
     container_word,
     unpacker_status,
 )
+from hw.compare import gt_const, lt_const
 from hw.config import (
     CLASS_BITS,
     CLASS_DQMUL,
@@ -103,7 +106,9 @@ from hw.config import (
     GLOBAL_CHANNELS,
     GLOBAL_FRAC_BITS,
     GLOBAL_GROUP,
+    GLOBAL_IMAGE_PIXELS,
     GLOBAL_RELU,
+    GLOBAL_TILE_PIXELS,
     MODE_DROP,
     MODE_RAW,
     MODE_RICE,
@@ -120,11 +125,11 @@ from hw.config import (
     region,
     restart_after_commit,
 )
-from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
+from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next, crc32_serial
 from hw.decoder_lane import lane_status
 from hw.framing import framed
 from hw.ram import NO_RW_CHECK, registered_read_port
-from hw.tile_walker import TILE_PIXEL_BITS, TileWalker
+from hw.tile_walker import IMAGE_PIXEL_BITS, TILE_PIXEL_BITS
 from hw.vlc_decoder import decoder_status
 
 _DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
@@ -132,16 +137,19 @@ Y_BITS = 24             # dequantized values (sclamp 24, FORMAT.md)
 COEFF_BITS = 16         # coefficients and offsets held in 16 bits: one DSP operand
 ACC_BITS = 44           # 8 x (16 x 24-bit products) + offset, with room; N <= 16 fits too
 HUFF_LEN = 16
+# The CRC state after any message followed by its CRC (32 bits, bit 0 first): a constant
+# (0xDEBB20E3), here for the empty message.
+CRC32_RESIDUE = crc32_serial(CRC32_INIT, CRC32_INIT ^ CRC32_XOROUT, 32)
 ESC_SYMBOL = 63
+
 
 # States of the sequencer.
 (S_WALK, S_GEOM1, S_GEOM2, S_HEAD, S_HCHK, S_HCHK2, S_NIB, S_CRC, S_CHECK, S_LOAD0, S_LOAD1, S_CMAP,
- S_P0, S_P1, S_P2, S_P3, S_P4, S_TOK, S_FIELD, S_RICE, S_HUF, S_SYM2, S_VALUE, S_DQ1,
- S_DQ2, S_RS, S_SAT, S_TMAC, S_MU, S_WAIT, S_CLAMP, S_TEND) = range(32)
+ S_P0, S_P1, S_P2, S_P3, S_TOK, S_FIELD, S_RICE, S_HUF, S_SYM2, S_VALUE, S_DQ1,
+ S_DQ2, S_RS, S_SAT, S_TMAC, S_MU, S_WAIT, S_CLAMP, S_TEND) = range(31)
 
 # Operations on the shared accumulator.
-(OP_HOLD, OP_CLEAR, OP_MAC, OP_ADDMU, OP_RND, OP_RNDMU, OP_SHR1, OP_SHR2, OP_SHR4,
- OP_SHR8) = range(10)
+(OP_HOLD, OP_CLEAR, OP_MAC, OP_ADDMU, OP_RND, OP_RNDMU, OP_SHR1, OP_SHR4) = range(8)
 
 
 class CompactDecoderLane(wiring.Component):
@@ -196,6 +204,10 @@ class CompactDecoderLane(wiring.Component):
         # sequencer reads one entry per clock anyway.
         p_cmap = 4 * ncls
         p_offs = p_cmap + self.max_channels
+        # Two more entries hold tile_pixels and the commit's raw bits per pixel: read where the
+        # tile walk and the geometry use them, no flip-flops of their own.
+        p_tp = p_offs + self.max_channels
+        p_bpp = p_tp + 1
         # Read ports: an asynchronous read and a register after it (no reset, like a port's),
         # which yosys merges into the RAM's synchronous read: the same timing as a synchronous
         # port, and the memories' `no_rw_check` then reaches yosys (Amaranth marks a
@@ -212,7 +224,7 @@ class CompactDecoderLane(wiring.Component):
         def read_port(mem, name):
             return registered_read_port(m, mem, name)
 
-        params = Memory(shape=unsigned(16), depth=p_offs + self.max_channels, init=[],
+        params = Memory(shape=unsigned(16), depth=p_bpp + 1, init=[],
                         attrs=NO_RW)
         hdec = Memory(shape=unsigned(32), depth=ncls * HUFF_LEN, init=[],      # first|count|base
                       attrs=NO_RW)
@@ -241,7 +253,7 @@ class CompactDecoderLane(wiring.Component):
         channels = Signal(range(self.max_channels + 1))
         frac_bits = Signal(6)
         relu = Signal()
-        raw_bpp = Signal(RAW_BPP_BITS)
+        image_pixels = Signal(IMAGE_PIXEL_BITS)
         n_bad, c_bad = Signal(), Signal()
         range_pending, range_bad = Signal(), Signal()
         bad_write_r = Signal()     # a write of the clock before was out of range
@@ -255,7 +267,7 @@ class CompactDecoderLane(wiring.Component):
         with m.If(cfg.valid & (c_reg == REGION_GLOBAL)):
             with m.Switch(c_idx):
                 with m.Case(GLOBAL_CHANNELS):
-                    too_many = c_data > self.max_channels
+                    too_many = gt_const(c_data, self.max_channels)
                     m.d.sync += [channels.eq(Mux(too_many, self.max_channels, c_data)),
                                  c_bad.eq((c_data == 0) | (c_data[:L] != 0) | too_many)]
                 with m.Case(GLOBAL_GROUP):
@@ -264,27 +276,40 @@ class CompactDecoderLane(wiring.Component):
                     m.d.sync += frac_bits.eq(c_data)
                 with m.Case(GLOBAL_RELU):
                     m.d.sync += relu.eq(c_data[0])
+                with m.Case(GLOBAL_IMAGE_PIXELS):
+                    m.d.sync += image_pixels.eq(c_data)
         with m.If(is_commit(cfg)):
-            m.d.sync += [raw_bpp.eq(c_data), range_bad.eq(range_pending | bad_write_r),
+            m.d.sync += [range_bad.eq(range_pending | bad_write_r),
                          range_pending.eq(0)]
 
         cls_f = c_idx[3:]           # region 3: index = class * 8 + field
         field = c_idx[:3]
-        class_ok = c_idx < ncls * 8
+        class_ok = lt_const(c_idx, ncls * 8)
         # (entry of the class's four, byte enables) per field; qmul and qshift are not needed.
         packing = {CLASS_MODE: (0, 0b01), CLASS_ZFLAG: (0, 0b10), CLASS_K_ESC: (1, 0b11),
                    CLASS_BITS: (2, 0b01), CLASS_DQSHIFT: (2, 0b10), CLASS_DQMUL: (3, 0b11)}
         high_byte = (c_reg == REGION_CLASS) & ((field == CLASS_ZFLAG) | (field == CLASS_DQSHIFT))
-        m.d.comb += params_w.data.eq(Mux(high_byte, c_data[:8] << 8, c_data[:16]))
+        # The parameter RAM's write is registered and lands a clock after the configuration
+        # write (before the commit's restart, so before any read): the address decoding and
+        # the range checks then end at flip-flops, not at the RAM's write enables.
+        pw_addr, pw_data = Signal.like(params_w.addr), Signal.like(params_w.data)
+        pw_en = Signal.like(params_w.en)
+        m.d.comb += [params_w.addr.eq(pw_addr), params_w.data.eq(pw_data),
+                     params_w.en.eq(pw_en)]
+        m.d.sync += [pw_data.eq(Mux(high_byte, c_data[:8] << 8, c_data[:16])), pw_en.eq(0)]
+        with m.If(cfg.valid & (c_reg == REGION_GLOBAL) & (c_idx == GLOBAL_TILE_PIXELS)):
+            m.d.sync += [pw_addr.eq(p_tp), pw_en.eq(3)]
+        with m.If(is_commit(cfg)):
+            m.d.sync += [pw_addr.eq(p_bpp), pw_en.eq(3)]
         # Each checked region's range check and its selection, registered separately and
         # gathered in the next clock: the checks, the selection and the OR are not one path.
         checks = {
             REGION_CLASS: class_ok,
-            REGION_CLASSMAP: (c_idx < self.max_channels) & (c_data < ncls),
-            REGION_OFFSET: (c_idx < self.max_channels) & fits16(),
-            REGION_COEFF: (c_idx < self.max_channels * N) & fits16(),
-            REGION_HUFF_DEC: c_idx < ncls * HUFF_LEN,
-            REGION_HUFF_SYM: c_idx < ncls * 64,
+            REGION_CLASSMAP: lt_const(c_idx, self.max_channels) & lt_const(c_data, ncls),
+            REGION_OFFSET: lt_const(c_idx, self.max_channels) & fits16(),
+            REGION_COEFF: lt_const(c_idx, self.max_channels * N) & fits16(),
+            REGION_HUFF_DEC: lt_const(c_idx, ncls * HUFF_LEN),
+            REGION_HUFF_SYM: lt_const(c_idx, ncls * 64),
         }
         w_sel, w_ok = Signal(len(checks)), Signal(len(checks))
         m.d.sync += [w_sel.eq(Cat(cfg.valid & (c_reg == r) for r in checks)),
@@ -296,14 +321,14 @@ class CompactDecoderLane(wiring.Component):
                     with m.Switch(field):
                         for f, (entry, en) in packing.items():
                             with m.Case(f):
-                                m.d.comb += [params_w.addr.eq(cls_f * 4 + entry),
-                                             params_w.en.eq(Mux(class_ok, en, 0))]
+                                m.d.sync += [pw_addr.eq(cls_f * 4 + entry),
+                                             pw_en.eq(Mux(class_ok, en, 0))]
                 with m.Case(REGION_CLASSMAP):
                     ok = checks[REGION_CLASSMAP]
-                    m.d.comb += [params_w.addr.eq(p_cmap + c_idx), params_w.en.eq(Mux(ok, 3, 0))]
+                    m.d.sync += [pw_addr.eq(p_cmap + c_idx), pw_en.eq(Mux(ok, 3, 0))]
                 with m.Case(REGION_OFFSET):
                     ok = checks[REGION_OFFSET]
-                    m.d.comb += [params_w.addr.eq(p_offs + c_idx), params_w.en.eq(Mux(ok, 3, 0))]
+                    m.d.sync += [pw_addr.eq(p_offs + c_idx), pw_en.eq(Mux(ok, 3, 0))]
                 with m.Case(REGION_COEFF):
                     m.d.comb += [coeff_w.addr.eq(c_idx), coeff_w.data.eq(c_data),
                                  coeff_w.en.eq(checks[REGION_COEFF])]
@@ -318,25 +343,46 @@ class CompactDecoderLane(wiring.Component):
             m.d.sync += range_pending.eq(1)
 
         # -- tile geometry ---------------------------------------------------------------------
-        m.submodules.walker = walker = TileWalker(self.tile_first, self.tile_step)
-        m.d.comb += [walker.cfg.valid.eq(cfg.valid), walker.cfg.payload.eq(cfg.payload)]
+        # hw/tile_walker.py's walk, done here in S_WALK, one tile of the walk per clock (the
+        # lane's tiles and the others' it skips): `w_rest` is the image's pixels from the next
+        # tile's first on (image_pixels - pos in the walker's terms), the tile's count is
+        # min(w_rest, tile_pixels), and the image wraps when w_rest <= tile_pixels. One
+        # subtractor, no 32-bit comparators (hw/tile_walker.py's cost some 300 logic cells).
+        # w_rest starts from image_pixels at the restart: a write of image_pixels after the
+        # commit, which a tensor in flight does not expect, counts from the next wrap on.
+        w_armed = Signal()          # a commit was seen: the geometry is valid
+        w_rest = Signal(IMAGE_PIXEL_BITS)
+        w_skips = Signal(range(max(self.tile_first, self.tile_step - 1) + 1))
+        w_diff = Signal(IMAGE_PIXEL_BITS + 1)
+        tile_pixels = params_r.data[:TILE_PIXEL_BITS]      # read in the clock before (p_tp)
+        m.d.comb += w_diff.eq(w_rest - tile_pixels)
+        # w_rest <= tile_pixels: the borrow, or equal operands (compared beside the subtractor,
+        # not after it)
+        w_wrap = w_diff[-1] | ((w_rest[TILE_PIXEL_BITS:] == 0)
+                               & (w_rest[:TILE_PIXEL_BITS] == tile_pixels))
 
         state = Signal(range(32), attrs={"fsm_encoding": "one-hot"})
-        npix = Signal(TILE_PIXEL_BITS)
-        product = Signal(TILE_PIXEL_BITS + RAW_BPP_BITS)
-        raw_words = Signal(LEN_BITS + 6)
+        npix = Signal(TILE_PIXEL_BITS)     # the tile's pixels; from S_CHECK on, those left
+        product = Signal(TILE_PIXEL_BITS + RAW_BPP_BITS, reset_less=True)
+        # The raw size in words, ceil(product / 64), as its low LEN_BITS bits and a flag for
+        # the bits above (a size no header length reaches): the header checks then compare
+        # LEN_BITS bits.
+        raw_words = Signal(LEN_BITS)
+        raw_big = Signal()
 
         # -- tile reception ----------------------------------------------------------------------
         tile_no = Signal(TILE_NO_BITS, init=self.tile_first % (1 << TILE_NO_BITS))
         limit = Signal(range(self.max_tile_words + 1))  # payload words kept in the buffer
         raw = Signal()
         length = Signal(LEN_BITS)
-        # The CRC covers the payload, then the header's low 32 bits. It is linear: the state
-        # after those bits is T(s) ^ f(low), T(s) the payload's state s advanced by 32 zero
-        # bits, f(low) the low bits' CRC from a zero state. f(low) is computed from the header
-        # while it waits on the input, and with the header's CRC field folded into `target`,
-        # the one header value kept: the check is then T(s) == target, and neither the
-        # header's 64 bits nor a payload word are held in flip-flops.
+        # The CRC covers the payload, then the header's low 32 bits, and the header's high 32
+        # bits are that CRC: the state after the payload and the whole header (the CRC field
+        # too, bit 0 first) is then the constant CRC32_RESIDUE. The CRC is linear: that state
+        # is T(s) ^ g(header), T(s) the payload's state s advanced by 64 zero bits, g(header)
+        # the header's CRC from a zero state. g(header) is computed from the header while it
+        # waits on the input, into `target`, the one header value kept: the check is then
+        # T(s) ^ target == CRC32_RESIDUE, and neither the header's 64 bits nor a payload word
+        # are held in flip-flops.
         crc = Signal(32)
         target = Signal(32)
         e_mode, e_len, e_tile = Signal(), Signal(), Signal()
@@ -346,16 +392,19 @@ class CompactDecoderLane(wiring.Component):
         keep = Signal()             # wcount < limit: the word goes into the buffer
         nib = Signal(4)
         wlast = Signal()
-        tail = Signal()             # nibbles 8..15 of zeros: T(s), the CRC's end
+        tail = Signal()             # 16 nibbles of zeros: T(s), the CRC's end
         # The nibble is selected into a register and goes into the CRC in the next clock: the
-        # 16-way selection and the CRC's XOR network are not in one clock.
+        # selection and the CRC's XOR network are not in one clock. It is selected from the
+        # word's half that the buffer is written (a 4-way selection of the 4-way one, not a
+        # 16-way one beside it).
         nibble = Signal(4)
+        half = self.i.p.data.word_select(nib[2:], 16)
         nv = Signal()               # `nibble` holds one the CRC has not taken yet
         crc_n = Signal(32)
         m.d.comb += crc_n.eq(crc32_next(crc, nibble))
 
         def next_nibble():
-            m.d.sync += [nibble.eq(Mux(tail, 0, self.i.p.data.word_select(nib, 4))), nv.eq(1),
+            m.d.sync += [nibble.eq(Mux(tail, 0, half.word_select(nib[:2], 4))), nv.eq(1),
                          nib.eq(nib + 1)]
             with m.If(nv):
                 m.d.sync += crc.eq(crc_n)
@@ -366,12 +415,11 @@ class CompactDecoderLane(wiring.Component):
         left = Signal(range(pos_max + 1))      # payload bits from `pos` on
         in_payload = Signal()                   # left != 0, registered: it starts the token loop
         cur = Signal(16)            # the buffer halfword holding `pos`, shifted to it
-        pix = Signal(TILE_PIXEL_BITS)
         comp = Signal(range(self.max_channels))     # C <= max_channels (held so)
         gbase = Signal(range(self.max_channels))
         cls = Signal(cls_bits)
         mode, zflag, bits, k, esc = Signal(2), Signal(), Signal(5), Signal(4), Signal(5)
-        dqshift, dqmul = Signal(6), Signal(16)
+        dqshift = Signal(6)
         seen, flag = Signal(ncls), Signal(ncls)
         tok_zero, tok_zf = Signal(), Signal()   # the value is zero; its zero flag is read
         cnt = Signal(5)             # bits read of a field; Huffman code length
@@ -391,7 +439,7 @@ class CompactDecoderLane(wiring.Component):
         tcount = Signal(range(N + 2))
         j = Signal(range(N))
         acc = Signal(signed(ACC_BITS))
-        acc_op = Signal(range(10))     # the sequencer's request; done a clock later (`op`)
+        acc_op = Signal(range(8))     # the sequencer's request; done a clock later (a_*)
         out = Signal.like(self.o.payload)
 
         # `ready` from a flag registered a clock ahead (and the state): the handshake, which
@@ -419,7 +467,7 @@ class CompactDecoderLane(wiring.Component):
         p_addr = Signal(range(params.depth))
         m.d.comb += params_r.addr.eq(p_addr)
         pdata = params_r.data
-        # Huffman tables two lengths ahead (below): length 1's entry in S_P4 and in a first
+        # Huffman tables two lengths ahead (below): length 1's entry in S_P3 and in a first
         # S_TOK that reads a zero flag (S_TOK then runs again), length 2's in the S_TOK that
         # leaves; length cnt + 3's in S_HUF.
         tok_next = (state == S_TOK) & ~tok_zf
@@ -433,28 +481,42 @@ class CompactDecoderLane(wiring.Component):
         # previous bit in and the entry of the length, into a register with count and base, so
         # that the step has one carry chain (d0 against count) in front of `hhit`. Both
         # outcomes of the bit are compared; the bit only selects.
+        # count < 256, so the compares are 8 bits wide: d0 in [0, count) is d0's bits above 7
+        # zero and its low 8 bits below count; d0 in [-1, count - 1) is d0 = -1 with count
+        # nonzero, or that with count - 1 (count nonzero).
         d0 = Signal(signed(HUFF_LEN + 2))
-        count_r, count_m1 = Signal(signed(10)), Signal(signed(10))
+        count_r, count_m1 = Signal(8), Signal(8)
+        count_nz = Signal()
         base_r = Signal(8)
 
-        def huff_load(code_next):
-            m.d.sync += [d0.eq(Cat(Const(0, 1), code_next[:HUFF_LEN - 1]) - first_l),
-                         count_r.eq(count_l), count_m1.eq(count_l - 1), base_r.eq(base_l)]
+        # (one subtractor for both loads: the code with the bit in for S_HUF, zero for S_TOK)
+        code_next = Mux(state == S_HUF, Cat(bit, code[:HUFF_LEN - 1]), 0)
+        d0_next = Signal.like(d0)
+        m.d.comb += d0_next.eq(Cat(Const(0, 1), code_next[:HUFF_LEN - 1]) - first_l)
 
-        hit0 = (d0 >= 0) & (d0 < count_r)
-        hit1 = (d0 >= -1) & (d0 < count_m1)
+        def huff_load():
+            m.d.sync += [d0.eq(d0_next),
+                         count_r.eq(count_l), count_m1.eq(count_l - 1),
+                         count_nz.eq(count_l != 0), base_r.eq(base_l)]
+
+        d0_low = (d0[8:] == 0) & count_nz
+        hit0 = d0_low & (d0[:8] < count_r)
+        # (d0 < count - 1: below count and not count - 1, an equality beside hit0's compare)
+        hit1 = count_nz & ((d0 == -1) | (hit0 & (d0[:8] != count_m1)))
 
         # The products: a 16-bit signed times a 24-bit signed operand as two 16 x 12 products
         # (two DSPs), registered, then summed into the addend register: a coefficient times yh
         # for the transform's MACs, q times dqmul (zero-extended) for the dequantizer. The tile
-        # geometry's product is a third DSP.
+        # geometry's product is a third DSP. The product registers are exactly the products'
+        # widths (16-bit signed times 12-bit unsigned fits 28 bits signed): yosys folds a
+        # register into the DSP only then (a 29-bit p_lo stayed 28 flip-flops of their own).
         dq_sel = state == S_DQ1
         mac_a = Signal(signed(16))
         mac_b = Signal(signed(Y_BITS))
         m.d.comb += [mac_a.eq(Mux(dq_sel, q, coeff_r.data)),
-                     mac_b.eq(Mux(dq_sel, dqmul, yh_r.data))]
-        p_lo = Signal(signed(COEFF_BITS + 13))
-        p_hi = Signal(signed(COEFF_BITS + 12))
+                     mac_b.eq(Mux(dq_sel, pdata, yh_r.data))]     # pdata: the class's dqmul
+        p_lo = Signal(signed(COEFF_BITS + 12), reset_less=True)
+        p_hi = Signal(signed(COEFF_BITS + 12), reset_less=True)
         m.d.sync += [p_lo.eq(mac_a * mac_b[:12]), p_hi.eq(mac_a * mac_b[12:].as_signed())]
         m.d.comb += coeff_r.addr.eq(Cat(j, (gbase + tcount)[:ceil_log2(self.max_channels)]))
         m.d.comb += yh_r.addr.eq(tcount[:L])
@@ -465,9 +527,13 @@ class CompactDecoderLane(wiring.Component):
         # decoding: each operation lands a clock later than requested. The addend is selected
         # with the request, into a register: the sum of the products the request saw (its
         # carry chain and the accumulator's are then in separate clocks), the offset (the
-        # parameter read of the clock before), 1 or nothing.
-        op = Signal.like(acc_op)
-        m.d.sync += op.eq(acc_op)
+        # parameter read of the clock before), 1 or nothing. The request is registered decoded
+        # (clear, enable, halve the sum, shift by 4): each accumulator bit is then the adder's
+        # LUT and a 3-way selection of two LUTs, not a decoding of the operation per bit.
+        a_clr, a_en, a_half, a_sh4 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [a_clr.eq(acc_op == OP_CLEAR), a_en.eq(acc_op != OP_HOLD),
+                     a_half.eq((acc_op == OP_RND) | (acc_op == OP_RNDMU) | (acc_op == OP_SHR1)),
+                     a_sh4.eq(acc_op == OP_SHR4)]
         offset = pdata.as_signed()
         addend = Signal(signed(ACC_BITS))
         with m.Switch(acc_op):
@@ -485,20 +551,13 @@ class CompactDecoderLane(wiring.Component):
                 m.d.sync += addend.eq(0)
         total = Signal(signed(ACC_BITS + 1))
         m.d.comb += total.eq(acc + addend)
-        with m.Switch(op):
-            with m.Case(OP_CLEAR):
-                m.d.sync += acc.eq(0)
-            with m.Case(OP_MAC, OP_ADDMU):
-                m.d.sync += acc.eq(total)
-            with m.Case(OP_RND, OP_RNDMU, OP_SHR1):
-                # (a shift by one is a rounding step with nothing added)
-                m.d.sync += acc.eq(total >> 1)
-            with m.Case(OP_SHR2):
-                m.d.sync += acc.eq(acc >> 2)
-            with m.Case(OP_SHR4):
-                m.d.sync += acc.eq(acc >> 4)
-            with m.Case(OP_SHR8):
-                m.d.sync += acc.eq(acc >> 8)
+        # MAC, ADDMU: the sum; RND, RNDMU, SHR1: the sum halved (a shift by one is a rounding
+        # step with nothing added); SHR4: the only other shift (each one more would be an input
+        # of the selection in front of every accumulator bit).
+        with m.If(a_clr):
+            m.d.sync += acc.eq(0)
+        with m.Elif(a_en):
+            m.d.sync += acc.eq(Mux(a_sh4, acc >> 4, Mux(a_half, total >> 1, total)))
 
         def clamp(v, lo, hi, relu=0):
             # Bounds of the form -2^a and 2^b - 1 (or 0): the checks are the sign and the bits
@@ -508,7 +567,7 @@ class CompactDecoderLane(wiring.Component):
             under = sign & (relu | (lo == 0) | ~v[(-lo - 1).bit_length():].all())
             return Mux(over, hi, Mux(under, Mux(relu, 0, lo), v))
 
-        # Rounding shift by s (round half up): shift by s - 1 (8, 4, 2, 1 bits per clock), then
+        # Rounding shift by s (round half up): shift by s - 1 (4 or 1 bits per clock), then
         # (a + 1) >> 1 in one clock; nothing when s = 0.
         def start_shift(amount, transform, after):
             m.d.sync += [rem.eq(amount - 1), rs_tr.eq(transform),
@@ -520,14 +579,14 @@ class CompactDecoderLane(wiring.Component):
         def zero_value():
             m.d.sync += [yzero.eq(1), state.eq(S_SAT)]
 
-        # A field's end, its value mask and its sign (the last bit read) are registered as it
-        # goes: none of them is decoded from `nfield` in front of the sequencer or `q`.
-        fdone, fsign, fmask = Signal(), Signal(), Signal(16)
+        # A field's end and its sign (the last bit read) are registered as it goes: neither is
+        # decoded from `nfield` in front of the sequencer. (The sign fills the bits from
+        # `nfield` on, decoded in front of `q`, which has the clock to itself.)
+        fdone, fsign = Signal(), Signal()
 
         def start_field(n, rice):
             m.d.sync += [nfield.eq(n), rice_rem.eq(rice), cnt.eq(0), fld.eq(0),
-                         fdone.eq(n == 0), fsign.eq(0),
-                         fmask.eq(~(Const(0xFFFF, 16) << n)[:16]), state.eq(S_FIELD)]
+                         fdone.eq(n == 0), fsign.eq(0), state.eq(S_FIELD)]
 
         def report(path):
             m.d.sync += [path.eq(1), dst.error.eq(1)]
@@ -541,10 +600,11 @@ class CompactDecoderLane(wiring.Component):
         m.d.comb += [yh_w.addr.eq((comp[:L] - 1)[:L]), yh_w.en.eq(yh_wr),
                      yh_w.data.eq(Mux(yzero, 0, clamp(acc, -ymax - 1, ymax)))]
 
-        # The group ends its pixel; the pixel its tile: registered, since gbase and pix change
-        # only in S_CLAMP, at least N + 10 clocks before the next S_CLAMP.
+        # The group ends its pixel; the pixel its tile: registered, since gbase and npix change
+        # only in S_CLAMP, at least N + 10 clocks before the next S_CLAMP. (npix counts the
+        # tile's pixels down, modulo 2^16 like a count up to it: a count of 0 is 65,536.)
         pix_end, pix_last = Signal(), Signal()
-        m.d.sync += [pix_end.eq(~(gbase + N < channels)), pix_last.eq(pix + 1 == npix)]
+        m.d.sync += [pix_end.eq(~(gbase + N < channels)), pix_last.eq(npix == 1)]
 
         # The output register: the next value's MACs run while it waits.
         o_valid = Signal()
@@ -556,32 +616,40 @@ class CompactDecoderLane(wiring.Component):
         m.d.sync += verr.eq(0)
         with m.Switch(state):
             with m.Case(S_WALK):
-                m.d.comb += walker.o.ready.eq(~restart & ~is_commit(cfg))
-                # Our side leaves out the commit's decoding: a count taken in the commit's
-                # clock is dropped by the restart of the next one (after the Switch).
-                with m.If(walker.o.valid & ~restart):
-                    m.d.sync += [npix.eq(walker.o.payload), state.eq(S_GEOM1)]
+                # A step taken in the commit's clock is undone by the restart of the next one
+                # (after the Switch), which also overrides one taken in its own clock. The
+                # parameter RAM gives tile_pixels here (read in the clock before: S_TEND, the
+                # restart, S_WALK), then raw bits per pixel for S_GEOM1.
+                m.d.comb += p_addr.eq(p_tp)
+                with m.If(w_armed):
+                    m.d.sync += w_rest.eq(Mux(w_wrap, image_pixels, w_diff))
+                    with m.If(w_skips != 0):
+                        m.d.sync += w_skips.eq(w_skips - 1)
+                    with m.Else():
+                        m.d.comb += p_addr.eq(p_bpp)
+                        m.d.sync += [npix.eq(Mux(w_wrap, w_rest, tile_pixels)),
+                                     w_skips.eq(self.tile_step - 1), state.eq(S_GEOM1)]
             with m.Case(S_GEOM1):
-                m.d.sync += [product.eq(npix * raw_bpp), state.eq(S_GEOM2)]
+                # (raw bits per pixel: read in the clock before, p_bpp)
+                m.d.sync += [product.eq(npix * pdata[:RAW_BPP_BITS]), state.eq(S_GEOM2)]
             with m.Case(S_GEOM2):
-                m.d.sync += [raw_words.eq((product + 63) >> 6), crc.eq(0), nib.eq(0),
+                rw = (product + 63) >> 6
+                m.d.sync += [raw_words.eq(rw), raw_big.eq(rw[LEN_BITS:] != 0), crc.eq(0), nib.eq(0),
                              nv.eq(0), tail.eq(0), rdy.eq(0), state.eq(S_HEAD)]
 
             with m.Case(S_HEAD):
-                # The header's low 32 bits, a nibble per clock, into f(low) while the header
-                # waits on the input; taken with the last one. Its checks run in the next
-                # clock (S_HCHK), which keeps their comparators off the handshake's path.
+                # The header's 64 bits, a nibble per clock, into g(header) while the header
+                # waits on the input; taken with the last one, like a payload word, whose
+                # nibble goes into the CRC in S_HCHK. Its checks run in the next clock
+                # (S_HCHK), which keeps their comparators off the handshake's path.
                 with m.If(self.i.valid):
                     next_nibble()
-                    m.d.sync += rdy.eq(nib == 7)    # taken at nib 8, nibble 7 in `nibble`
+                    m.d.sync += rdy.eq(nib == 14)   # taken at nib 15
                 with m.If(take):
                     m.d.sync += [
-                        nv.eq(0),
-                        target.eq(crc_n ^ hdr[32:] ^ CRC32_XOROUT),
                         length.eq(hdr[:LEN_BITS]),
                         raw.eq(hdr[20:22] == MODE_RAW),
                         e_mode.eq(hdr[21]),
-                        crc.eq(CRC32_INIT),
                         e_tile.eq(hdr[22:32] != tile_no),
                         wcount.eq(0),
                         wlast.eq(self.i.p.last),
@@ -590,12 +658,16 @@ class CompactDecoderLane(wiring.Component):
             with m.Case(S_HCHK):
                 # (the next tile's number here, not with the header's handshake: off its path)
                 m.d.sync += tile_no.eq(tile_no + self.tile_step % (1 << TILE_NO_BITS))
+                # g(header) with its last nibble; the payload's CRC starts
+                m.d.sync += [target.eq(crc_n), crc.eq(CRC32_INIT), nv.eq(0)]
                 # The comparisons, registered; S_HCHK2 acts on them. (min(a, b) > M as two
                 # comparisons with a constant.)
                 m.d.sync += [
-                    h_gt.eq(length > raw_words), h_ne.eq(length != raw_words),
-                    h_over.eq((length > self.max_tile_words) & (raw_words > self.max_tile_words)),
-                    h_nz.eq((length != 0) & (raw_words != 0)),
+                    h_gt.eq(~raw_big & (length > raw_words)),
+                    h_ne.eq(raw_big | (length != raw_words)),
+                    h_over.eq(gt_const(length, self.max_tile_words)
+                              & (raw_big | gt_const(raw_words, self.max_tile_words))),
+                    h_nz.eq((length != 0) & (raw_big | (raw_words != 0))),
                     state.eq(S_HCHK2),
                 ]
             with m.Case(S_HCHK2):
@@ -608,18 +680,18 @@ class CompactDecoderLane(wiring.Component):
                 with m.If(h_over):
                     m.d.sync += range_bad.eq(1)
                 with m.If(wlast):
-                    m.d.sync += [nib.eq(8), tail.eq(1)]
+                    m.d.sync += [nib.eq(0), tail.eq(1)]
             with m.Case(S_NIB):
                 # A nibble per clock into the CRC (bit 0 first, the stream's order) and the
                 # word's halves into the buffer at their first nibble, from the input, where the
-                # word waits until its last nibble takes it: no word register. Then 8 zero
+                # word waits until its last nibble takes it: no word register. Then 16 zero
                 # nibbles (`tail`): T(s).
                 running = tail | self.i.valid
                 with m.If(running):
                     next_nibble()
                     m.d.sync += rdy.eq(~tail & (nib == 14))   # taken at nib 15
                 m.d.comb += [buf_w.addr.eq(Cat(nib[2:], wcount[:ceil_log2(self.max_tile_words)])),
-                             buf_w.data.eq(hdr.word_select(nib[2:], 16)),
+                             buf_w.data.eq(half),
                              buf_w.en.eq(running & ~tail & (nib[:2] == 0) & keep)]
                 with m.If(running & (nib == 15)):
                     with m.If(tail):
@@ -630,17 +702,17 @@ class CompactDecoderLane(wiring.Component):
                         m.d.sync += [wcount.eq(wcount + 1),
                                      keep.eq(keep & ((wcount + 1)[:len(limit)] < limit))]
                         with m.If(self.i.p.last):
-                            m.d.sync += [nib.eq(8), tail.eq(1)]
+                            m.d.sync += [nib.eq(0), tail.eq(1)]
             with m.Case(S_CRC):
                 m.d.sync += [crc.eq(crc_n), state.eq(S_CHECK)]      # the last nibble
             with m.Case(S_CHECK):
                 # The comparisons are registered; the status takes them in S_LOAD0.
-                m.d.sync += [e_crc.eq(crc != target),
+                m.d.sync += [e_crc.eq((crc ^ target) != CRC32_RESIDUE),
                              e_frame.eq(wcount != length)]  # the reader's `last` early or late
                 # A truncated tile: only the words that came are read (the rest reads as zero).
                 kept = Mux(keep, wcount, limit)
                 m.d.sync += [limit.eq(kept), pos.eq(0), left.eq(kept << 6),
-                             in_payload.eq(kept != 0), pix.eq(0), state.eq(S_LOAD0)]
+                             in_payload.eq(kept != 0), state.eq(S_LOAD0)]
             with m.Case(S_LOAD0):
                 m.d.sync += state.eq(S_LOAD1)
                 u_st = ust
@@ -671,21 +743,20 @@ class CompactDecoderLane(wiring.Component):
                 m.d.comb += p_addr.eq(cls * 4 + 2)
                 m.d.sync += [k.eq(pdata[:4]), esc.eq(pdata[8:13]), state.eq(S_P3)]
             with m.Case(S_P3):
-                m.d.comb += p_addr.eq(cls * 4 + 3)
-                m.d.sync += [bits.eq(pdata[:5]), dqshift.eq(pdata[8:14]), state.eq(S_P4)]
-            with m.Case(S_P4):
+                # (the fourth entry, dqmul, is read later, for S_DQ1: no register holds it)
+                m.d.sync += [bits.eq(pdata[:5]), dqshift.eq(pdata[8:14])]
                 # The token's zero-flag decisions, registered: the class's bits of `seen` and
                 # `flag` are 16-way selections, too deep to sit in front of `consume`.
                 drop = mode == MODE_DROP
                 zf = ~raw & zflag
-                m.d.sync += [dqmul.eq(pdata), state.eq(S_TOK),
+                m.d.sync += [state.eq(S_TOK),
                              tok_zero.eq(drop | (zf & seen.bit_select(cls, 1)
                                                  & ~flag.bit_select(cls, 1))),
                              tok_zf.eq(~drop & zf & ~seen.bit_select(cls, 1))]
 
             # -- the token ------------------------------------------------------------------------
             with m.Case(S_TOK):
-                huff_load(Const(0, HUFF_LEN))
+                huff_load()
                 with m.If(tok_zero):
                     zero_value()
                 with m.Elif(tok_zf):
@@ -702,12 +773,16 @@ class CompactDecoderLane(wiring.Component):
                 with m.Else():
                     m.d.sync += [cnt.eq(0), code.eq(0), hhit.eq(0), state.eq(S_HUF)]
             with m.Case(S_FIELD):
-                # LSB first; a Rice remainder pushes the unary count up one bit per bit.
+                # LSB first; a Rice remainder pushes the unary count up one bit per bit. (The
+                # class's dqmul is read for S_DQ1, here and in S_VALUE, the states before it.)
+                m.d.comb += p_addr.eq(cls * 4 + 3)
                 with m.If(fdone):
                     with m.If(rice_rem):
                         m.d.sync += [u.eq(ones | fld), state.eq(S_VALUE)]
                     with m.Else():
-                        m.d.sync += [q.eq((fld & fmask) | Mux(fsign, ~fmask, 0)),
+                        # (fld's bits from the field's width on are zero: only the sign fills)
+                        fill = (Const(0xFFFF, 16) << nfield)[:16]
+                        m.d.sync += [q.eq(fld | Mux(fsign, fill, 0)),
                                      state.eq(S_DQ1)]
                 with m.Else():
                     m.d.comb += consume.eq(1)
@@ -722,7 +797,7 @@ class CompactDecoderLane(wiring.Component):
                     m.d.comb += consume.eq(1)
                     with m.If(bit):
                         # ones <= esc <= 31 here: five bits compare
-                        m.d.sync += [ones.eq(ones + 1), at_esc.eq((ones[:5] + 1)[:5] == esc)]
+                        m.d.sync += [ones.eq(ones[:5] + 1), at_esc.eq((ones[:5] + 1)[:5] == esc)]
                     with m.Else():
                         start_field(k, 1)
             with m.Case(S_HUF):
@@ -738,7 +813,7 @@ class CompactDecoderLane(wiring.Component):
                     m.d.comb += consume.eq(1)
                     code_new = Cat(bit, code[:HUFF_LEN - 1])
                     m.d.sync += [code.eq(code_new), cnt.eq(cnt + 1)]
-                    huff_load(code_new)
+                    huff_load()
                     with m.If(Mux(bit, hit1, hit0)):
                         m.d.sync += [hhit.eq(1), hbase.eq(base_r), hdiff.eq(d0 + bit)]
             with m.Case(S_SYM2):
@@ -748,6 +823,7 @@ class CompactDecoderLane(wiring.Component):
                     m.d.sync += [u.eq(hsym_r.data), state.eq(S_VALUE)]
             with m.Case(S_VALUE):
                 # Un-zigzag; a Rice or Huffman value wider than its class is a code error.
+                m.d.comb += p_addr.eq(cls * 4 + 3)     # dqmul, for S_DQ1
                 m.d.sync += [q.eq((u >> 1)[:16] ^ u[0].replicate(16)), state.eq(S_DQ1)]
                 # (u >> bits != 0 as a mask: a decoder of `bits` instead of a barrel shifter;
                 # registered, reported in S_DQ1)
@@ -768,18 +844,12 @@ class CompactDecoderLane(wiring.Component):
                 with m.If(rem == 0):
                     m.d.comb += acc_op.eq(Mux(rs_tr, OP_RNDMU, OP_RND))
                     m.d.sync += state.eq(Mux(rs_tr, S_WAIT, S_SAT))
-                with m.Elif(rem >= 8):
-                    m.d.comb += acc_op.eq(OP_SHR8)
-                    m.d.sync += rem.eq(rem - 8)
-                with m.Elif(rem >= 4):
+                with m.Elif(rem[2:] != 0):     # rem >= 4
                     m.d.comb += acc_op.eq(OP_SHR4)
                     m.d.sync += rem.eq(rem - 4)
-                with m.Elif(rem >= 2):
-                    m.d.comb += acc_op.eq(OP_SHR2)
-                    m.d.sync += rem.eq(rem - 2)
                 with m.Else():
                     m.d.comb += acc_op.eq(OP_SHR1)
-                    m.d.sync += rem.eq(0)
+                    m.d.sync += rem.eq(rem - 1)
             with m.Case(S_SAT):
                 # The value goes into the group's block RAM in the next clock (below), when
                 # the accumulator's last operation is done.
@@ -797,7 +867,7 @@ class CompactDecoderLane(wiring.Component):
                 # the two products and requests the accumulation, done in t + 3.
                 m.d.comb += p_addr.eq(p_offs + gbase + j)
                 m.d.comb += acc_op.eq(Mux(tcount == 0, OP_CLEAR,
-                                          Mux(tcount >= 2, OP_MAC, OP_HOLD)))
+                                          Mux(tcount[1:] != 0, OP_MAC, OP_HOLD)))
                 m.d.sync += tcount.eq(tcount + 1)
                 with m.If(tcount == N + 1):
                     start_shift(frac_bits, 1, S_MU)
@@ -823,12 +893,14 @@ class CompactDecoderLane(wiring.Component):
                     with m.If(j == N - 1):
                         m.d.sync += [gbase.eq(gbase + N), state.eq(S_CMAP)]
                         with m.If(pix_end):
-                            m.d.sync += [pix.eq(pix + 1), comp.eq(0), gbase.eq(0), seen.eq(0)]
+                            m.d.sync += [npix.eq(npix - 1), comp.eq(0), gbase.eq(0), seen.eq(0)]
                             with m.If(pix_last):
                                 m.d.sync += state.eq(S_TEND)
             with m.Case(S_TEND):
+                m.d.comb += p_addr.eq(p_tp)     # for S_WALK
                 # A whole payload word the code did not need: `leftover`.
-                with m.If(((pos + 63) >> 6) < limit):
+                # (ceil(pos / 64) < limit: pos + left = 64 limit since S_CHECK, so left >= 64)
+                with m.If(left[6:] != 0):
                     report(dst.leftover)
                 m.d.sync += state.eq(S_WALK)
 
@@ -842,8 +914,10 @@ class CompactDecoderLane(wiring.Component):
 
         # The commit starts a new tensor: tile 0, nothing in flight, status clear.
         with m.If(restart):
+            m.d.comb += p_addr.eq(p_tp)         # for S_WALK
             m.d.sync += [
                 state.eq(S_WALK),
+                w_armed.eq(1), w_rest.eq(image_pixels), w_skips.eq(self.tile_first),
                 tile_no.eq(self.tile_first % (1 << TILE_NO_BITS)),
                 o_valid.eq(0),
                 ust.eq(0),

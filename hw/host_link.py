@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 from fmcodec import protocol as P
 from hw.bit_packer import packed_word
 from hw.bit_unpacker import container_word
+from hw.compare import le_const
 from hw.config import config_signature
 from hw.ram import NO_RW_CHECK, registered_read_port
 
@@ -50,19 +51,6 @@ def crc16_next(crc, byte):
         feedback = crc[15] ^ byte[i]
         crc = Cat(Const(0, 1), crc[:15]) ^ Mux(feedback, P.CRC16_POLY, 0)
     return crc
-
-
-def le_const(x, c: int):
-    """`x <= c` for a constant `c`, as a chain of gates from the most significant bit (a few
-    LUTs; yosys would build a carry chain of one logic cell per bit)."""
-    if c < 0:
-        return Const(0, 1)
-    if c >> len(x):
-        return Const(1, 1)
-    le = Const(1, 1)
-    for i in range(len(x)):             # least significant bit first: `le` covers bits < i
-        le = (~x[i] | le) if (c >> i) & 1 else (~x[i] & le)
-    return le
 
 
 WORD_ROW_BITS = 72     # a word buffer row: data 0..63, first 64, last 65, then unused

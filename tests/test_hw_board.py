@@ -40,30 +40,34 @@ VERILATOR_ARGS = ("--output-split", "0")
 
 # -- protocol --------------------------------------------------------------------------------------
 
-def test_le_const_matches_python():
-    """hw/host_link.py `le_const`, the host link's gate-chain `x <= c`, for every 5-bit x and
-    every constant from below 0 to above the range."""
+def test_const_compares_match_python():
+    """hw/compare.py's gate-chain compares with constants (the host link's length checks, the
+    compact decoder's range checks), for every 5-bit x and every constant from below 0 to above
+    the range."""
     from amaranth import Module, Signal
     from amaranth.sim import Simulator
 
-    from hw.host_link import le_const
+    from hw.compare import ge_const, gt_const, le_const, lt_const
 
     x = Signal(5)
     consts = range(-2, 36)
-    outs = {c: Signal(name=f"le_{c + 2}") for c in consts}
+    ops = {"le": (le_const, int.__le__), "lt": (lt_const, int.__lt__),
+           "gt": (gt_const, int.__gt__), "ge": (ge_const, int.__ge__)}
+    outs = {(op, c): Signal(name=f"{op}_{c + 2}") for op in ops for c in consts}
     m = Module()
-    m.d.comb += [outs[c].eq(le_const(x, c)) for c in consts]
+    m.d.comb += [s.eq(ops[op][0](x, c)) for (op, c), s in outs.items()]
     wrong = []
 
     async def check(ctx):
         for v in range(32):
             ctx.set(x, v)
-            wrong.extend((v, c) for c in consts if ctx.get(outs[c]) != (v <= c))
+            wrong.extend((op, v, c) for (op, c), s in outs.items()
+                         if ctx.get(s) != ops[op][1](v, c))
 
     sim = Simulator(m)
     sim.add_testbench(check)
     sim.run()
-    assert not wrong, f"x <= c wrong for (x, c) in {wrong[:10]}"
+    assert not wrong, f"wrong for (op, x, c) in {wrong[:10]}"
 
 
 def test_crc16_is_ccitt_false():
