@@ -29,13 +29,9 @@ RESOURCES = [
 ]
 # The lanes this board carries: the compact ones (hw/compact_encoder.py, hw/compact_decoder.py,
 # several clocks per value; the full-rate lanes need about 44,000 logic cells, `make report`).
-# The default design is still the host link alone, which brings up the board and its serial
-# link: with the compact lanes the codec design needs about 6,500 of the 5,280 logic cells
-# (README, "FPGA builds"); `DESIGN=codec` builds it, and says by how much it does not fit.
+# With them the codec design (the default) fits the iCE40UP5K with the host link (README, "FPGA
+# builds"); `DESIGN=link` builds the host link alone, to bring up the board's serial link.
 LANES = "compact"
-DESIGN = "link"
-DESIGN_WHY = ("the codec design (host link + compact lanes) does not fit the iCE40UP5K yet "
-              "(see the README); building the host link alone (DESIGN=codec tries it)")
 # Host-link buffers (values, 64-bit words): up to 512 values a TILE request, one raw tile of the
 # lanes' largest (8 pixels x 64 channels); two block RAMs fewer than 1024 would take.
 VALUE_DEPTH = 512

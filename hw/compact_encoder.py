@@ -30,9 +30,10 @@ How a pixel goes through (one step at a time, the lane's input waiting meanwhile
    (pipelined, N + 3 clocks) while the class parameters are fetched, `round_shift(., F)` and the
    24-bit clamp, `y * qmul` as two 12-bit partial products on the same multiplier,
    `round_shift(., qshift)` (both shifts in place in the accumulator, by 8 or by 1 bit per
-   clock) and the `bits` clamp; q and its class parameters go back to block RAM, a per-class
-   "some component non-zero" bit collects the zero flags, and q's raw bits start to shift into
-   the raw tile buffer (one per clock, beside the next component's work);
+   clock, the rounding added by the last step) and the `bits` clamp; q and its class parameters
+   go back to block RAM, a per-class "some component non-zero" bit collects the zero flags, and
+   q's raw bits start to shift out of q into the raw tile buffer (one per clock, beside the next
+   component's work);
 3. per component: its coded token (zero flag, then raw / Rice / Huffman segments) is shifted one
    bit per clock into the coded tile buffer. The coded buffer stops taking bits at
    `max_tile_words` words: such a tile goes out raw.
@@ -46,17 +47,21 @@ header then the payload words (one per 5 clocks at most).
 
 Resources, iCE40UP5K, `max_channels` 64, `max_tile_words` 64, N = 8, 16 classes (`python -m
 hw.build report --device ice40 --blocks --only "block=compact_encoder"`: hw/synth_top.py's
-wrapper, which adds about 175 logic cells of its own, seed 1): 2,246 logic cells, 877 FF,
+wrapper, which adds about 175 logic cells of its own, seed 1): 1,857 logic cells, 742 FF,
 3 SB_MAC16 (the 18 x 18 multiplier), 12 SB_RAM40_4K (coefficients' low 16 bits 2, `misc` 1
 with the coefficients' top 2 bits and the Huffman codes' bit 16, offsets / d / q / class map 2,
-class parameters 1, Huffman codes' low 16 bits 4, the two tile buffers 1 each); 34.5 MHz (paths
-through the binary state decode into the state register's next value), short of a 40 MHz
-target. hw/tile_walker.py adds about 100 LUT4 to a lane p of P > 1. Every RAM's read port is an
-asynchronous read and a register that yosys folds into the RAM, so that its `no_rw_check`
-attribute applies: with a plain synchronous port yosys surrounds each RAM with read-before-write
-and transparency emulation (about 300 FFs and 250 logic cells over the seven).
+class parameters with F and the tile's and the image's pixel counts 1, Huffman codes' low 16
+bits 4, the two tile buffers 1 each); 36 MHz (paths through the binary state decode into the
+state register's next value), short of a 40 MHz target. Registers that would only copy what a
+RAM holds are avoided (qmul, qshift, F, the tile's pixels and the image's low 16 bits are read
+from `par` when needed): on the iCE40 a flip-flop loaded straight from a RAM, a port or another
+register takes a logic cell of its own. hw/tile_walker.py adds about 100 LUT4 to a lane p of
+P > 1. Every RAM's read port is an asynchronous read and a register that yosys folds into the
+RAM, so that its `no_rw_check` attribute applies: with a plain synchronous port yosys surrounds
+each RAM with read-before-write and transparency emulation (about 300 FFs and 250 logic cells
+over the seven).
 
-Throughput: about 40 to 55 clocks per value (measured by tests/test_hw_compact_encoder.py: the
+Throughput: about 38 to 50 clocks per value (measured by tests/test_hw_compact_encoder.py: the
 N + 3 clocks of products, the two round shifts and the serial token bits dominate), including
 per payload word 36 clocks of CRC and 5 to send it. Latency: a tile's header leaves 36 clocks
 per payload word after the tile's last value is processed; the lane takes no input until the
@@ -188,8 +193,13 @@ class CompactEncoderLane(wiring.Component):
             # (the area in the top address bits: a concatenation, not an adder)
             return Cat(i[:kb], Const(area, 2))
 
-        # class parameters at class*8 + field
-        m.submodules.par = par = Memory(shape=unsigned(16), depth=MK * 8, init=[], attrs=NO_RW)
+        # class parameters at class*8 + field; after them, as a class MK, three globals: F, the
+        # tile's pixels and the image's pixels' low 16 bits, at their global index mod 8 (2, 3,
+        # 0; the last two only a lane that walks its own tiles reads)
+        def par_global(index):
+            return MK * 8 + (index & 7)
+        m.submodules.par = par = Memory(shape=unsigned(16), depth=MK * 8 + 8, init=[],
+                                        attrs=NO_RW)
         # Huffman encoder: (1 << length) | code_reversed: the marker bit gives the length, so
         # 17 bits hold a code, and "length 0" (no code) reads as 1.
         # Its low 16 bits here (whole RAMs); bit 16 in `misc`.
@@ -221,98 +231,104 @@ class CompactEncoderLane(wiring.Component):
 
         # -- configuration -------------------------------------------------------------------
         last_c = Signal(kb + 1)                # C - 1: an equality, not an adder, ends a loop
-        tile_pixels = Signal(TILE_PIXEL_BITS)
-        image_pixels = Signal(IMAGE_PIXEL_BITS)
+        image_hi = Signal(IMAGE_PIXEL_BITS - 16)     # image_pixels[16:] (the rest is in `par`)
         # the pixel's position in the image, from 1: counting up and comparing with
         # image_pixels needs no reload multiplexer (its reset value 1 is the register's reset)
         img_pos = Signal(IMAGE_PIXEL_BITS)
         armed = Signal()                       # a commit was seen
-        frac = Signal(6)
         bad_group, bad_channels, bad_classes = Signal(), Signal(), Signal()
         overflow = Signal()
         m.d.comb += self.error.eq(bad_group | bad_channels | bad_classes | overflow)
 
         # Datapath writes to xq (d, q); configuration writes win (they come between tensors).
-        dp_xq_en, dp_xq_addr, dp_xq_data = Signal(), Signal(range(4 * MC)), Signal(28)
+        # Only the low D_BITS bits are multiplexed: the bits above are read only from q entries,
+        # so every write takes the q entry's (see `q_entry` below).
+        dp_xq_en, dp_xq_addr, dp_xq_data = Signal(), Signal(range(4 * MC)), Signal(D_BITS)
         # The write lands a clock late (nothing reads an entry in the clock after writing it):
         # the state decode and the datapath end at these registers instead of running on
         # through the RAM's write port.
-        xw_en, xw_addr, xw_data = Signal(), Signal(range(4 * MC)), Signal(28)
-        m.d.sync += [xq_w.en.eq(xw_en), xq_w.addr.eq(xw_addr), xq_w.data.eq(xw_data)]
+        xw_en, xw_addr, xw_data = Signal(), Signal(range(4 * MC)), Signal(D_BITS)
+        m.d.sync += [xq_w.en.eq(xw_en), xq_w.addr.eq(xw_addr), xq_w.data[:D_BITS].eq(xw_data)]
         m.d.comb += [xw_en.eq(dp_xq_en), xw_addr.eq(dp_xq_addr), xw_data.eq(dp_xq_data)]
         reg, idx, wdata = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
+
+        def below(n):
+            # idx < n for a power of two n: its high bits zero (an OR tree; `<` is a carry
+            # chain of one logic cell per bit)
+            return ~idx[(n - 1).bit_length():].any()
         with m.If(cfg.valid):
             with m.Switch(reg):
                 with m.Case(REGION_COEFF):
-                    m.d.comb += [coef_w.en.eq(idx < MC * N), coef_w.addr.eq(idx),
+                    m.d.comb += [coef_w.en.eq(below(MC * N)), coef_w.addr.eq(idx),
                                  coef_w.data.eq(wdata[:16]),
-                                 misc_w.en.eq(idx < MC * N),
+                                 misc_w.en.eq(below(MC * N)),
                                  misc_w.addr.eq(Cat(idx[:lo_bits], Const(1, 1))),
                                  misc_w.data.eq(wdata[16:18])]
                 with m.Case(REGION_OFFSET):
-                    m.d.comb += [xw_en.eq(idx < MC), xw_addr.eq(at(OFF, idx)),
+                    m.d.comb += [xw_en.eq(below(MC)), xw_addr.eq(at(OFF, idx)),
                                  xw_data.eq(wdata[:D_BITS])]
                 with m.Case(REGION_CLASSMAP):
-                    m.d.comb += [xw_en.eq(idx < MC), xw_addr.eq(at(CMAP, idx)),
+                    m.d.comb += [xw_en.eq(below(MC)), xw_addr.eq(at(CMAP, idx)),
                                  xw_data.eq(wdata[:D_BITS])]
                 with m.Case(REGION_CLASS):
-                    m.d.comb += [par_w.en.eq(idx < MK * 8), par_w.addr.eq(idx),
+                    m.d.comb += [par_w.en.eq(below(MK * 8)), par_w.addr.eq(idx),
                                  par_w.data.eq(wdata[:16])]
                 with m.Case(REGION_HUFF_ENC):
                     code = wdata[:16] | _onehot(wdata[16:21], 17)
-                    m.d.comb += [huff_w.en.eq(idx < MK * 64), huff_w.addr.eq(idx),
+                    m.d.comb += [huff_w.en.eq(below(MK * 64)), huff_w.addr.eq(idx),
                                  huff_w.data.eq(code[:16]),
-                                 misc_w.en.eq(idx < MK * 64), misc_w.addr.eq(idx),
+                                 misc_w.en.eq(below(MK * 64)), misc_w.addr.eq(idx),
                                  misc_w.data.eq(code[16])]
                 with m.Case(REGION_GLOBAL):
                     with m.Switch(idx):
-                        with m.Case(GLOBAL_TILE_PIXELS):
-                            m.d.sync += tile_pixels.eq(wdata)
-                        with m.Case(GLOBAL_IMAGE_PIXELS):
-                            m.d.sync += image_pixels.eq(wdata)
+                        with m.Case(GLOBAL_FRAC_BITS, GLOBAL_TILE_PIXELS, GLOBAL_IMAGE_PIXELS):
+                            m.d.comb += [par_w.en.eq(1),
+                                         par_w.addr.eq(Cat(idx[:3], Const(MK, cb + 1))),
+                                         par_w.data.eq(wdata[:16])]
+                            if own_walk:
+                                with m.If(idx[3]):              # GLOBAL_IMAGE_PIXELS
+                                    m.d.sync += image_hi.eq(wdata[16:])
                         with m.Case(GLOBAL_CHANNELS):
                             big = wdata[kb + 1:].any() | (wdata[:kb + 1] > MC)
                             m.d.sync += [bad_channels.eq(big | (wdata == 0)),
                                          last_c.eq(Mux(big, MC, wdata[:kb + 1]) - 1)]
                         with m.Case(GLOBAL_GROUP):
                             m.d.sync += bad_group.eq(wdata != N)
-                        with m.Case(GLOBAL_FRAC_BITS):
-                            m.d.sync += frac.eq(wdata[:6])     # F <= 16 (validate)
                         with m.Case(GLOBAL_CLASSES):
                             m.d.sync += bad_classes.eq(wdata[cb + 1:].any() |
                                                        (wdata[:cb + 1] > MK))
 
         # -- multiplier pipeline: operands -> product -> accumulate -------------------------
         ma, mb = Signal(signed(18)), Signal(signed(18))
-        mp = Signal(signed(36))
+        mp = Signal(signed(36), reset_less=True)
         # sums of N products of 18 x 18 bits (|.| <= N * 2^34) and |y * qmul| < 2^39 fit
         acc = Signal(signed(max(36 + lg_n, 40)))
         v1, v2, v3 = Signal(), Signal(), Signal()   # read data / operands / product valid
         s2, s3 = Signal(), Signal()                 # product is the high half (<< 12)
-        m.d.sync += [v1.eq(issue), v2.eq(v1), v3.eq(v2), s3.eq(s2), mp.eq(ma * mb)]
-        with m.If(v1):
-            m.d.sync += [ma.eq(coef_data), mb.eq(xq_r.data[:D_BITS].as_signed()), s2.eq(0)]
+        qm_hi = Signal()                            # QM1: the operand is y[12:]
+        m.d.sync += [v1.eq(issue), v2.eq(v1), v3.eq(v2), s2.eq(qm_hi), s3.eq(s2),
+                     mp.eq(ma * mb)]
 
-        # -- round_shift(acc, s) = ((acc >> (s - 1)) + 1) >> 1 for s > 0, in place ------------
-        # The accumulator shifts by 8 or by 1 per clock, and its adder adds the rounding 1, so
-        # the shifter costs no register and no adder of its own.
+        # -- round_shift(acc, s) = (acc >> s) + bit s - 1 of acc for s > 0, in place -----------
+        # The accumulator shifts by 8 or by 1 per clock through its adder, and the last step
+        # adds the last bit it shifts out (the rounding), so the shifter costs no register and
+        # no adder of its own, and rounding costs no clock.
         sh = acc
-        rem = Signal(6)                             # shift by s - 1 still to do
-        rnd_add, rnd_shift = Signal(), Signal()     # then + 1, then >> 1
+        rem = Signal(6)                             # shift still to do
         sh_done = Signal()
-        m.d.comb += sh_done.eq((rem == 0) & ~rnd_add & ~rnd_shift)
-        with m.If(v3 | ((rem == 0) & rnd_add)):
-            m.d.sync += [acc.eq(acc + Mux(v3, Mux(s3, mp << 12, mp), 1)), rnd_add.eq(0)]
-        with m.Elif(rem[3:].any()):             # rem >= 8, rem - 8: no carry chain
-            m.d.sync += [acc.eq(acc >> 8), rem.eq(Cat(rem[:3], rem[3:] - 1))]
-        with m.Elif(rem != 0):
-            m.d.sync += [acc.eq(acc >> 1), rem.eq(rem - 1)]
-        with m.Elif(rnd_shift):
-            m.d.sync += [acc.eq(acc >> 1), rnd_shift.eq(0)]
+        m.d.comb += sh_done.eq(rem == 0)
+        shift8 = rem[3:].any()                      # rem >= 8
+        rbit = Mux(shift8, (rem == 8) & acc[7], (rem == 1) & acc[0])
+        with m.If(v3 | ~sh_done):
+            m.d.sync += acc.eq(Mux(shift8, acc >> 8, Mux(sh_done, acc, acc >> 1)) +
+                               Mux(v3, Mux(s3, mp << 12, mp), rbit))
+        with m.If(shift8):                          # rem - 8: no carry chain
+            m.d.sync += rem.eq(Cat(rem[:3], rem[3:] - 1))
+        with m.Elif(~sh_done):
+            m.d.sync += rem.eq(rem - 1)
 
         def start_shift(s):
-            m.d.sync += [rem.eq(Mux(s == 0, 0, s - 1)), rnd_add.eq(s != 0),
-                         rnd_shift.eq(s != 0)]
+            m.d.sync += rem.eq(s)
 
         # -- bit packers: one bit per clock into a 16-bit word, written when full ------------
         # A shift register (no per-bit decode): the 16th bit writes it with the 15 before it.
@@ -346,14 +362,14 @@ class CompactEncoderLane(wiring.Component):
 
         # -- lane state ------------------------------------------------------------------------
         px_pos = Signal(TILE_PIXEL_BITS)       # the pixel's position in the tile, from 1
-        px_size = tile_pixels                  # the tile's pixels
-        if not own_walk:
-            px_size = Signal(TILE_PIXEL_BITS)
         # The counters' "this is the last pixel" compares are registered (the counters change
         # once per pixel, many clocks before the flags are used): they would otherwise run on
-        # into the state machine's next-state logic.
+        # into the state machine's next-state logic. A lane that walks its own tiles reads the
+        # tile's and the image's pixels from `par` (IN_TAKE, E_HV: the port is free there).
         px_last, img_last = Signal(), Signal()
-        m.d.sync += [px_last.eq(px_pos == px_size), img_last.eq(img_pos == image_pixels)]
+        if not own_walk:
+            px_size = Signal(TILE_PIXEL_BITS)     # the tile's pixels, from the walker
+            m.d.sync += px_last.eq(px_pos == px_size)
         c = Signal(kb + 1)             # channel (input) / component (passes) counter
         c1 = Signal(kb + 1)            # c + 1: one adder for every "next entry" address
         m.d.comb += c1.eq(c + 1)
@@ -366,21 +382,34 @@ class CompactEncoderLane(wiring.Component):
 
         def set_c1():
             return [c.eq(c1), c_last.eq(c1 == last_c)]
-        j = Signal(lg_n + 1)
         cnt = Signal(range(N + 8))
         cls = Signal(cb)
-        qmul = Signal(16)
-        qshift = Signal(6)
+        # mb is loaded every clock (no hold): outside the coefficient products, the par port
+        # reads qmul (and qshift just before the second shift), so they need no register
+        qmul = par_r.data
+        m.d.sync += mb.eq(Mux(v1, xq_r.data[:D_BITS].as_signed(), qmul))
         bits = Signal(5)
         mode = Signal(2)
         zflag = Signal()
-        y_hi = Signal(signed(12))      # y[12:], for the second partial product
         nz = Signal(MK)                # per class: some component non-zero in this pixel
         seen = Signal(MK)              # per class: its flag was sent in this pixel
+        # Both set one bit (class `cls`) and are cleared at a pixel's start; written as logic
+        # (OR and AND) rather than per-bit enables, so that each bit's next value is one LUT4
+        # with its flip-flop instead of a flip-flop apart from its enable decode.
+        nz_set, seen_set, flags_clr = Signal(), Signal(), Signal()
+        cls_hot = Cat(*(cls == k for k in range(MK)))
+        m.d.sync += [nz.eq((nz | (cls_hot & nz_set.replicate(MK))) & ~flags_clr.replicate(MK)),
+                     seen.eq((seen | (cls_hot & seen_set.replicate(MK))) &
+                             ~flags_clr.replicate(MK))]
         tile_no = Signal(10)
 
         # token pass
         q = Signal(signed(16))
+        # the q entry of the xq memory: q and its class parameters
+        q_entry = Cat(q, cls, Const(0, 4 - cb), bits, mode, zflag)
+        # (straight from the registers: they still hold the entry's values in the clock the
+        # delayed write lands, and need no flip-flops of their own)
+        m.d.comb += xq_w.data[D_BITS:].eq(q_entry[D_BITS:])
         u = Signal(17)
         kk = Signal(4)
         esc = Signal(5)
@@ -390,13 +419,12 @@ class CompactEncoderLane(wiring.Component):
         # the bits below the marker 1 of the stored (1 << length) | code form.
         cv, cn, cmk = Signal(17), Signal(5), Signal()      # coded
         ones = Signal()                # the coded segment is `cn` ones (Rice's unary part)
-        rv, rn = Signal(16), Signal(5)                      # raw
+        rn = Signal(5)                 # raw: q's bits still to send (q shifts them out)
         bv, bn = Signal(17), Signal(5)                      # the coded token's second segment
 
         # tile end
         mode_raw = Signal()
         pay_words = Signal(range(self.max_tile_words + 1))
-        pay_last = Signal(range(self.max_tile_words + 1))   # pay_words - 1: equality tests
         low = Signal(32)
         m.d.comb += low.eq(Cat(pay_words, Const(0, 20 - len(pay_words)), mode_raw, Const(0, 1),
                                tile_no))
@@ -408,18 +436,21 @@ class CompactEncoderLane(wiring.Component):
         csn_chunk = (CHUNK // CRC_STEP - 1).bit_length()     # its bits that count a chunk's steps
         csn_hdr = (32 // CRC_STEP - 1).bit_length()
         chunk = Signal(range(cap_chunks + 1))
+        # the payload's chunks all read (the CRC's end, and the last word's after its reads)
+        chunk_end = Signal()
+        m.d.comb += chunk_end.eq(chunk == pay_words << 2)
         buf_data = Mux(mode_raw, rbuf_r.data, cbuf_r.data)
         ow = Signal(64)
-        w = Signal(range(self.max_tile_words + 1))
 
         m.d.comb += [self.o.payload.data.eq(ow)]
         o_first, o_last = Signal(), Signal()
         m.d.comb += [self.o.payload.first.eq(o_first), self.o.payload.last.eq(o_last)]
 
-        # Raw emitter: runs on its own, one bit per clock, beside the coded one.
+        # Raw emitter: runs on its own, one bit per clock, beside the coded one; it shifts q
+        # itself (q is stored by then, and the next q waits for the emitter to finish).
         with m.If(rn != 0):
-            m.d.comb += [rbit_valid.eq(1), rbit.eq(rv[0])]
-            m.d.sync += [rv.eq(rv >> 1), rn.eq(rn - 1)]
+            m.d.comb += [rbit_valid.eq(1), rbit.eq(q[0])]
+            m.d.sync += [q.eq(q[1:]), rn.eq(rn - 1)]
 
         # `cv_end`: cv holds only the marker, kept as a flag beside cv (a 17-bit compare in the
         # emitter's busy test would run on into the state machine)
@@ -452,8 +483,9 @@ class CompactEncoderLane(wiring.Component):
         def huff_sym(esc_):
             return Cat(u[:6] | esc_.replicate(6), cls)
 
-        # q = sclamp(acc, bits) (0 for mode drop): acc is in range when its bits from bits - 1
-        # up are all equal; masks instead of comparators.
+        # q = sclamp(acc, bits): acc is in range when its bits from bits - 1 up are all equal;
+        # masks instead of comparators. (Mode drop's q is left as it is: it sends no raw bits,
+        # sets no "non-zero" bit and its tokens are skipped, as if q were 0.)
         # (registered: `bits` is fetched early in the MAC, long before the clamp needs it)
         # (bits <= 16: a table of the low 4 bits, one LUT4 per mask bit; as 16 compares yosys
         # builds 16 carry chains)
@@ -466,9 +498,13 @@ class CompactEncoderLane(wiring.Component):
         in_range = ~(((sh[:16] ^ sgn.replicate(16)) & ~hi).any() |
                      (top ^ sgn.replicate(len(top))).any())
         qv = Signal(signed(16))
-        m.d.comb += qv.eq(Mux(mode == MODE_DROP, 0, Mux(in_range, sh[:16], Mux(sgn, ~hi, hi))))
+        m.d.comb += qv.eq(Mux(in_range, sh[:16], Mux(sgn, ~hi, hi)))
         top24 = sh[23:]
         y_sat = Mux(~top24.any() | top24.all(), sh[:24], Mux(sh[-1], -(1 << 23), (1 << 23) - 1))
+        # ma is loaded every clock (no hold): the coefficient, or y's half for the partial
+        # product (y[:12] unless QM1 asks for y[12:])
+        m.d.sync += ma.eq(Mux(v1, coef_data, Mux(qm_hi, y_sat[12:24].as_signed(),
+                                                 Cat(y_sat[:12], Const(0, 6)))))
 
         @contextmanager
         def state(name):
@@ -482,29 +518,35 @@ class CompactEncoderLane(wiring.Component):
             with state("TILE"):
                 if own_walk:
                     with m.If(armed):
-                        m.d.sync += [px_pos.eq(1), *set_c0(), nz.eq(0), seen.eq(0)]
+                        m.d.comb += flags_clr.eq(1)
+                        m.d.sync += [px_pos.eq(1), *set_c0()]
                         m.next = "IN_RD"
                 else:
                     m.d.comb += walker.o.ready.eq(1)
                     with m.If(walker.o.valid):
-                        m.d.sync += [px_size.eq(walker.o.payload), px_pos.eq(1), *set_c0(),
-                                     nz.eq(0), seen.eq(0)]
+                        m.d.sync += [px_size.eq(walker.o.payload), px_pos.eq(1), *set_c0()]
+                        m.d.comb += flags_clr.eq(1)
                         m.next = "IN_RD"
 
             # 1. the pixel's values: d = x - mu
             with state("IN_RD"):
+                if own_walk:
+                    m.d.comb += par_r.addr.eq(par_global(GLOBAL_TILE_PIXELS))
                 m.d.comb += xq_r.addr.eq(at(OFF, c))
                 m.next = "IN_TAKE"
             with state("IN_TAKE"):
                 # the read port fetches the next channel's offset (or the first class) as this
                 # value is taken: one value per clock
                 m.d.comb += [xq_r.addr.eq(at(OFF, c)), self.i.ready.eq(1)]
+                if own_walk:
+                    m.d.comb += par_r.addr.eq(par_global(GLOBAL_TILE_PIXELS))
+                    m.d.sync += px_last.eq(px_pos == par_r.data)
                 with m.If(self.i.valid):
                     m.d.comb += [dp_xq_en.eq(1), dp_xq_addr.eq(at(DAT, c)),
                                  dp_xq_data.eq(self.i.payload - xq_r.data[:D_BITS].as_signed())]
                     with m.If(c_last):
                         m.d.comb += xq_r.addr.eq(at(CMAP, Const(0, kb)))
-                        m.d.sync += [*set_c0(), acc.eq(0), j.eq(0), cnt.eq(0)]
+                        m.d.sync += [*set_c0(), acc.eq(0), cnt.eq(0)]
                         m.next = "MAC"
                     with m.Else():
                         m.d.comb += xq_r.addr.eq(at(OFF, c1))
@@ -512,73 +554,79 @@ class CompactEncoderLane(wiring.Component):
 
             # 2. transform and quantize component c (its class was read in the clock before)
             with state("MAC"):
-                with m.If(j < N):
-                    m.d.comb += [issue.eq(1), coef_r.addr.eq(Cat(j[:lg_n], c[:kb])),
-                                 xq_r.addr.eq(at(DAT, Cat(j[:lg_n], c[lg_n:kb])))]
-                    m.d.sync += j.eq(j + 1)
+                # product j = cnt for cnt < N
+                with m.If(~cnt[lg_n:].any()):
+                    m.d.comb += [issue.eq(1), coef_r.addr.eq(Cat(cnt[:lg_n], c[:kb])),
+                                 xq_r.addr.eq(at(DAT, Cat(cnt[:lg_n], c[lg_n:kb])))]
                 m.d.sync += cnt.eq(cnt + 1)
                 # class parameters, one field per clock, while the products run
-                fetch = [CLASS_QMUL, CLASS_QSHIFT, CLASS_BITS, CLASS_MODE, CLASS_ZFLAG]
+                # (then F in the clock before the last, and qmul, read on until QM1)
+                fetch = [CLASS_BITS, CLASS_MODE, CLASS_ZFLAG]
+                mac_last = max(N + 2, len(fetch) + 2)
                 cls_now = Mux(cnt == 0, xq_r.data[:cb], cls)
                 with m.Switch(cnt):
                     for n, field in enumerate(fetch):
                         with m.Case(n):
                             m.d.comb += par_r.addr.eq(Cat(Const(field, 3), cls_now))
+                    with m.Case(mac_last - 1):
+                        m.d.comb += par_r.addr.eq(par_global(GLOBAL_FRAC_BITS))
+                    with m.Default():
+                        m.d.comb += par_r.addr.eq(Cat(Const(CLASS_QMUL, 3), cls))
                 with m.Switch(cnt):
                     with m.Case(0):
                         m.d.sync += cls.eq(xq_r.data[:cb])
                     with m.Case(1):
-                        m.d.sync += qmul.eq(par_r.data)
-                    with m.Case(2):
-                        m.d.sync += qshift.eq(par_r.data[:6])
-                    with m.Case(3):
                         m.d.sync += bits.eq(par_r.data[:5])
-                    with m.Case(4):
+                    with m.Case(2):
                         m.d.sync += mode.eq(par_r.data[:2])
-                    with m.Case(5):
+                    with m.Case(3):
                         m.d.sync += zflag.eq(par_r.data[0])
                 # the last product is added in the clock of cnt == N + 2
-                with m.If(cnt == max(N + 2, 5)):
-                    # the shift starts after this clock's add (the adder goes first)
-                    start_shift(frac)
+                with m.If(cnt == mac_last):
+                    # the shift starts after this clock's add (the adder goes first); F was
+                    # read in the clock before
+                    start_shift(par_r.data[:6])             # F <= 16 (validate)
                     m.next = "SHF_WAIT"
             # y * qmul = (y[12:] * qmul << 12) + y[:12] * qmul: both products fit 18 x 18
             with state("SHF_WAIT"):
+                m.d.comb += par_r.addr.eq(Cat(Const(CLASS_QMUL, 3), cls))
                 with m.If(sh_done):
-                    m.d.sync += [y_hi.eq(y_sat[12:]), ma.eq(Cat(y_sat[:12], Const(0, 6))),
-                                 mb.eq(qmul), v2.eq(1), s2.eq(0), acc.eq(0)]
+                    m.d.sync += v2.eq(1)          # (ma takes y[:12] in this clock)
                     m.next = "QM1"
             with state("QM1"):
-                m.d.sync += [ma.eq(y_hi), mb.eq(qmul), v2.eq(1), s2.eq(1)]
+                # acc still holds y (no product lands before QM2), so y[12:] needs no register
+                m.d.comb += par_r.addr.eq(Cat(Const(CLASS_QSHIFT, 3), cls))
+                m.d.comb += qm_hi.eq(1)
+                m.d.sync += [v2.eq(1), acc.eq(0)]
                 m.next = "QM2"
             with state("QM2"):
+                m.d.comb += par_r.addr.eq(Cat(Const(CLASS_QSHIFT, 3), cls))
                 m.next = "QM3"
             with state("QM3"):
-                start_shift(qshift)
+                start_shift(par_r.data[:6])
                 m.next = "SHQ_WAIT"
             with state("SHQ_WAIT"):
                 # q is registered here: the clamp and what q feeds would make one long path
-                with m.If(sh_done):
+                # (once the raw emitter has shifted out the last q)
+                with m.If(sh_done & (rn == 0)):
                     m.d.sync += q.eq(qv)
                     m.next = "Q_STORE"
             with state("Q_STORE"):
-                # (the raw emitter is long done: a component takes more clocks than 16 bits)
-                with m.If(rn == 0):
-                    m.d.comb += [dp_xq_en.eq(1), dp_xq_addr.eq(at(QV, c)),
-                                 dp_xq_data.eq(Cat(q, cls, Const(0, 4 - cb), bits, mode,
-                                                   zflag))]
-                    # the raw payload takes q now, in component order like the coded one
-                    m.d.sync += [rv.eq(q), rn.eq(Mux(mode == MODE_DROP, 0, bits))]
-                    with m.If(q != 0):
-                        m.d.sync += nz.bit_select(cls, 1).eq(1)
-                    with m.If(c_last):
-                        m.d.comb += xq_r.addr.eq(at(QV, Const(0, kb)))
-                        m.d.sync += set_c0()
-                        m.next = "E_GET"
-                    with m.Else():
-                        m.d.comb += xq_r.addr.eq(at(CMAP, c1))
-                        m.d.sync += [*set_c1(), acc.eq(0), j.eq(0), cnt.eq(0)]
-                        m.next = "MAC"
+                # (the raw emitter is idle: SHQ_WAIT waited for it)
+                m.d.comb += [dp_xq_en.eq(1), dp_xq_addr.eq(at(QV, c)),
+                             dp_xq_data.eq(q_entry[:D_BITS])]
+                # the raw payload takes q now, in component order like the coded one
+                m.d.sync += rn.eq(Mux(mode == MODE_DROP, 0, bits))
+                with m.If((q != 0) & (mode != MODE_DROP)):
+                    m.d.comb += nz_set.eq(1)
+                with m.If(c_last):
+                    m.d.comb += xq_r.addr.eq(at(QV, Const(0, kb)))
+                    m.d.sync += set_c0()
+                    m.next = "E_GET"
+                with m.Else():
+                    m.d.comb += xq_r.addr.eq(at(CMAP, c1))
+                    m.d.sync += [*set_c1(), acc.eq(0), cnt.eq(0)]
+                    m.next = "MAC"
 
             # 3. the token of component c (its q entry was read in the clock before)
             with state("E_GET"):
@@ -595,12 +643,17 @@ class CompactEncoderLane(wiring.Component):
                 m.d.sync += [kk.eq(par_r.data[:4]), esc.eq(par_r.data[8:13])]
                 first = zflag & ~seen.bit_select(cls, 1)
                 load_coded(nz.bit_select(cls, 1), first)
-                m.d.sync += [seen.bit_select(cls, 1).eq(1),
-                             skip.eq((zflag & ~nz.bit_select(cls, 1)) | (mode == MODE_DROP))]
+                m.d.comb += seen_set.eq(1)
+                m.d.sync += [skip.eq((zflag & ~nz.bit_select(cls, 1)) | (mode == MODE_DROP))]
+                if own_walk:
+                    m.d.comb += par_r.addr.eq(par_global(GLOBAL_IMAGE_PIXELS))
                 m.next = "E_HV"
             with state("E_HV"):
                 # the symbol's code is in: it has none (1) or the value is too big for one
                 m.d.sync += is_esc.eq(big_u | (huff_data == 1))
+                if own_walk:
+                    m.d.sync += img_last.eq((img_pos[:16] == par_r.data) &
+                                            (img_pos[16:] == image_hi))
                 emit_coded()
                 m.next = "E_HSEL"
             with state("E_HSEL"):
@@ -651,7 +704,8 @@ class CompactEncoderLane(wiring.Component):
                     m.d.sync += set_c1()
                     m.next = "E_GET"
                 with m.Else():
-                    m.d.sync += [*set_c0(), px_pos.eq(px_pos + 1), nz.eq(0), seen.eq(0)]
+                    m.d.comb += flags_clr.eq(1)
+                    m.d.sync += [*set_c0(), px_pos.eq(px_pos + 1)]
                     tile_end = px_last
                     if own_walk:
                         m.d.sync += img_pos.eq(Mux(img_last, 1, img_pos + 1))
@@ -677,13 +731,13 @@ class CompactEncoderLane(wiring.Component):
                 raw = cfull | (cw >= rw)
                 words = Signal(20)
                 m.d.comb += words.eq(Mux(raw, rw, cw))
-                m.d.sync += [mode_raw.eq(raw), pay_words.eq(words), pay_last.eq(words - 1),
+                m.d.sync += [mode_raw.eq(raw), pay_words.eq(words),
                              crc.eq(CRC32_INIT), chunk.eq(0)]
                 m.next = "CRC_RD"
             with state("CRC_RD"):
                 m.d.comb += [cbuf_r.addr.eq(chunk), rbuf_r.addr.eq(chunk)]
                 m.d.sync += csn.eq(0)
-                with m.If(chunk == pay_words << 2):
+                with m.If(chunk_end):
                     m.next = "CRC_HDR"
                 with m.Else():
                     m.next = "CRC_RUN"
@@ -705,7 +759,7 @@ class CompactEncoderLane(wiring.Component):
                 # the header in one parallel load (a 2-input multiplexer on each bit of `ow`:
                 # shifting it in as 16-bit chunks needs a 4-way one on its top 16)
                 m.d.sync += [ow.eq(Cat(low, crc ^ CRC32_XOROUT)), o_first.eq(1),
-                             o_last.eq(pay_words == 0), w.eq(0), chunk.eq(0)]
+                             o_last.eq(pay_words == 0), chunk.eq(0)]
                 m.next = "SEND"
             with state("SEND"):
                 m.d.comb += self.o.valid.eq(1)
@@ -726,11 +780,11 @@ class CompactEncoderLane(wiring.Component):
                     m.d.sync += ow.eq(Cat(ow[CHUNK:], buf_data))
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == 4):
-                    m.d.sync += [o_last.eq(w == pay_last), w.eq(w + 1)]
+                    m.d.sync += o_last.eq(chunk_end)
                     m.next = "SEND"
 
         with m.If(restart):
             m.d.sync += [armed.eq(1), img_pos.eq(1), tile_no.eq(self.tile_first),
                          cbits.eq(0), rbits.eq(0), cfull.eq(0), rfull.eq(0), overflow.eq(0),
-                         rn.eq(0), cn.eq(0), rem.eq(0), rnd_add.eq(0), rnd_shift.eq(0)]
+                         rn.eq(0), cn.eq(0), rem.eq(0)]
         return m
