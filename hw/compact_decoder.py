@@ -30,7 +30,7 @@ Stream contract
 Schedule (one tile at a time)
 -----------------------------
 1. Geometry: the tile's pixel count (hw/tile_walker.py's walk, done here one tile of the walk
-   per clock) and raw size, three clocks.
+   per two clocks) and raw size, four clocks.
 2. Header and payload: the CRC covers the payload, then the header's low 32 bits, and the
    header's high 32 bits are that CRC, so the CRC of the payload followed by the whole header
    is a constant (the residue); it is linear, so the header's part is computed first, from a
@@ -68,17 +68,21 @@ reads at most 1 + 31 + 16 bits.
 
 Size, iCE40UP5K, 64 channels, 64-word tiles, 16 classes, N = 8, int8 (`python -m hw.build report
 --device ice40 --blocks --only "block=compact_decoder"`: hw/synth_top.py's wrapper, which adds
-about 175 logic cells of its own, seed 1): 2,278 of the 5,280 logic cells, 946 flip-flops, 10 block
-RAMs (payload buffer; class parameters + class map + offsets + tile_pixels and raw bits per pixel;
-Huffman first/count/base (2); Huffman symbols (2); coefficients (2); the group's yh (2)) and 3 DSPs
-(the two 16 x 12 products, the tile's raw size); 37.0 MHz: above the iCEBreaker's 12 MHz clock,
-short of 40 MHz. Every RAM's read port is an asynchronous read and a register that yosys folds into
-the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports yosys surrounded
-the six RAMs with read-before-write and transparency emulation (277 flip-flops and 196 logic cells
-more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is the domain reset's).
-The longest path is a configuration write's decoding into the parameter RAM's registered write
-enable, about 27 ns, some 17 ns of it routing; the accumulator, the Huffman compare, the CRC and
-the header checks each have their carry chains and selections split over two clocks.
+about 175 logic cells of its own, seed 1): 2,255 of the 5,280 logic cells, 1,009 flip-flops, 10
+block RAMs (payload buffer; class parameters + class map + offsets + tile_pixels and raw bits per
+pixel; Huffman first/count/base (2); Huffman symbols (2); coefficients (2); the group's yh (2)) and
+3 DSPs (the two 16 x 12 products, the tile's raw size); 43.0 MHz: above the iCEBreaker's 12 MHz
+clock and the 40 MHz target. Every RAM's read port is an asynchronous read and a register that
+yosys folds into the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports
+yosys surrounded the six RAMs with read-before-write and transparency emulation (277 flip-flops and
+196 logic cells more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is the
+domain reset's).
+A configuration write is decoded over two clocks (its checks registered, then acted on); the
+accumulator's adder is a carry-select one (two half-width chains side by side); the tile walk,
+the Huffman compare, the CRC and the header checks each have their carry chains and selections
+split over two clocks. The longest paths, about 23 ns, are the first clock of a configuration
+write (the index's range checks, a chain of LUTs that yosys' mapper shares between the compares)
+and the sequencer's token decisions into the enables of the registers they load.
 """
 
 
@@ -104,6 +108,7 @@ from hw.config import (
     CLASS_MODE,
     CLASS_ZFLAG,
     GLOBAL_CHANNELS,
+    GLOBAL_COMMIT,
     GLOBAL_FRAC_BITS,
     GLOBAL_GROUP,
     GLOBAL_IMAGE_PIXELS,
@@ -121,7 +126,6 @@ from hw.config import (
     REGION_OFFSET,
     config_signature,
     index,
-    is_commit,
     region,
     restart_after_commit,
 )
@@ -146,7 +150,7 @@ ESC_SYMBOL = 63
 # States of the sequencer.
 (S_WALK, S_GEOM1, S_GEOM2, S_HEAD, S_HCHK, S_HCHK2, S_NIB, S_CRC, S_CHECK, S_LOAD0, S_LOAD1, S_CMAP,
  S_P0, S_P1, S_P2, S_P3, S_TOK, S_FIELD, S_RICE, S_HUF, S_SYM2, S_VALUE, S_DQ1,
- S_DQ2, S_RS, S_SAT, S_TMAC, S_MU, S_WAIT, S_CLAMP, S_TEND) = range(31)
+ S_DQ2, S_RS, S_SAT, S_TMAC, S_MU, S_WAIT, S_CLAMP, S_TEND, S_WALK2) = range(32)
 
 # Operations on the shared accumulator.
 (OP_HOLD, OP_CLEAR, OP_MAC, OP_ADDMU, OP_RND, OP_RNDMU, OP_SHR1, OP_SHR4) = range(8)
@@ -258,88 +262,120 @@ class CompactDecoderLane(wiring.Component):
         range_pending, range_bad = Signal(), Signal()
         bad_write_r = Signal()     # a write of the clock before was out of range
 
+        # The configuration write is decoded in two clocks. The first registers the write (the
+        # index bits the tables use, the data) with its decisions, each from the write alone: the
+        # region (one-hot, with valid), the index's range per region, the data's checks; the
+        # second acts on those registers: the tables' writes (the RAMs' write ports, driven from
+        # them), the globals. A write then lands two clocks after it is on `cfg`, a table entry
+        # (the write port's clock) a clock after, as before; the commit's restart is still
+        # `restart_after_commit`'s (a clock after the commit), by when every write before the
+        # commit has landed: the globals the restart reads (image_pixels) are registered in the
+        # commit's clock, and the tables are read from the restart's clock on. Neither stage's
+        # decoding is a path through the other's (the range checks' compares were some 10 LUT
+        # levels in front of the parameter RAM's write enable).
         c_reg, c_idx, c_data = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
+        idx_w = max(ceil_log2(self.max_channels * N), ceil_log2(ncls * 64), ceil_log2(ncls * 8),
+                    4)
+        q_idx = Signal(idx_w)
+        q_data = Signal(len(c_data))
+        regions = (REGION_COEFF, REGION_OFFSET, REGION_CLASSMAP, REGION_CLASS, REGION_HUFF_DEC,
+                   REGION_HUFF_SYM, REGION_GLOBAL)
+        q_sel = {r: Signal(name=f"q_sel{r}") for r in regions}
+        idx_bounds = {REGION_CLASS: ncls * 8, REGION_CLASSMAP: self.max_channels,
+                      REGION_OFFSET: self.max_channels, REGION_COEFF: self.max_channels * N,
+                      REGION_HUFF_DEC: ncls * HUFF_LEN, REGION_HUFF_SYM: ncls * 64}
+        q_iok = {r: Signal(name=f"q_iok{r}") for r in idx_bounds}
+        q_ghi = Signal()            # the index's bits above the globals' 4 are zero
+        q_fits16, q_cls_ok, q_too_many, q_zero, q_ne_n = (Signal(name=n) for n in (
+            "q_fits16", "q_cls_ok", "q_too_many", "q_zero", "q_ne_n"))
+        top = c_data[15:]
+        m.d.sync += [q_idx.eq(c_idx[:idx_w]), q_data.eq(c_data),
+                     q_ghi.eq(c_idx[4:] == 0),
+                     q_fits16.eq((top == 0) | (top == (1 << len(top)) - 1)),
+                     q_cls_ok.eq(lt_const(c_data, ncls)),
+                     q_too_many.eq(gt_const(c_data, self.max_channels)),
+                     q_zero.eq(c_data == 0),
+                     q_ne_n.eq(c_data != N)]
+        m.d.sync += [q_sel[r].eq(cfg.valid & (c_reg == r)) for r in regions]
+        m.d.sync += [q_iok[r].eq(lt_const(c_idx, b)) for r, b in idx_bounds.items()]
 
-        def fits16():
-            top = c_data[15:]
-            return (top == 0) | (top == (1 << len(top)) - 1)
+        # -- the second clock: from the registers only
+        g_sel = q_sel[REGION_GLOBAL] & q_ghi
+        g_idx = q_idx[:4]
 
-        with m.If(cfg.valid & (c_reg == REGION_GLOBAL)):
-            with m.Switch(c_idx):
-                with m.Case(GLOBAL_CHANNELS):
-                    too_many = gt_const(c_data, self.max_channels)
-                    m.d.sync += [channels.eq(Mux(too_many, self.max_channels, c_data)),
-                                 c_bad.eq((c_data == 0) | (c_data[:L] != 0) | too_many)]
-                with m.Case(GLOBAL_GROUP):
-                    m.d.sync += n_bad.eq(c_data != N)
-                with m.Case(GLOBAL_FRAC_BITS):
-                    m.d.sync += frac_bits.eq(c_data)
-                with m.Case(GLOBAL_RELU):
-                    m.d.sync += relu.eq(c_data[0])
-                with m.Case(GLOBAL_IMAGE_PIXELS):
-                    m.d.sync += image_pixels.eq(c_data)
-        with m.If(is_commit(cfg)):
+        def global_write(i):
+            return g_sel & (g_idx == i)
+
+        with m.If(global_write(GLOBAL_CHANNELS)):
+            m.d.sync += [channels.eq(Mux(q_too_many, self.max_channels, q_data)),
+                         c_bad.eq(q_zero | (q_data[:L] != 0) | q_too_many)]
+        with m.If(global_write(GLOBAL_GROUP)):
+            m.d.sync += n_bad.eq(q_ne_n)
+        with m.If(global_write(GLOBAL_FRAC_BITS)):
+            m.d.sync += frac_bits.eq(q_data)
+        with m.If(global_write(GLOBAL_RELU)):
+            m.d.sync += relu.eq(q_data[0])
+        with m.If(global_write(GLOBAL_IMAGE_PIXELS)):
+            m.d.sync += image_pixels.eq(q_data)
+        q_commit = global_write(GLOBAL_COMMIT)
+        with m.If(q_commit):
             m.d.sync += [range_bad.eq(range_pending | bad_write_r),
                          range_pending.eq(0)]
 
-        cls_f = c_idx[3:]           # region 3: index = class * 8 + field
-        field = c_idx[:3]
-        class_ok = lt_const(c_idx, ncls * 8)
+        ok = {REGION_CLASS: q_iok[REGION_CLASS],
+              REGION_CLASSMAP: q_iok[REGION_CLASSMAP] & q_cls_ok,
+              REGION_OFFSET: q_iok[REGION_OFFSET] & q_fits16,
+              REGION_COEFF: q_iok[REGION_COEFF] & q_fits16,
+              REGION_HUFF_DEC: q_iok[REGION_HUFF_DEC],
+              REGION_HUFF_SYM: q_iok[REGION_HUFF_SYM]}
         # (entry of the class's four, byte enables) per field; qmul and qshift are not needed.
         packing = {CLASS_MODE: (0, 0b01), CLASS_ZFLAG: (0, 0b10), CLASS_K_ESC: (1, 0b11),
                    CLASS_BITS: (2, 0b01), CLASS_DQSHIFT: (2, 0b10), CLASS_DQMUL: (3, 0b11)}
-        high_byte = (c_reg == REGION_CLASS) & ((field == CLASS_ZFLAG) | (field == CLASS_DQSHIFT))
-        # The parameter RAM's write is registered and lands a clock after the configuration
-        # write (before the commit's restart, so before any read): the address decoding and
-        # the range checks then end at flip-flops, not at the RAM's write enables.
+        # The parameter RAM's write is decided in the first clock (address, data, byte
+        # enables, from the write's region and field), but for the checks (the index's range,
+        # an offset's 16 bits, a class map entry's class: registered in the first clock too),
+        # which gate the enables in the second.
         pw_addr, pw_data = Signal.like(params_w.addr), Signal.like(params_w.data)
         pw_en = Signal.like(params_w.en)
-        m.d.comb += [params_w.addr.eq(pw_addr), params_w.data.eq(pw_data),
-                     params_w.en.eq(pw_en)]
-        m.d.sync += [pw_data.eq(Mux(high_byte, c_data[:8] << 8, c_data[:16])), pw_en.eq(0)]
-        with m.If(cfg.valid & (c_reg == REGION_GLOBAL) & (c_idx == GLOBAL_TILE_PIXELS)):
+        # the write's region: its checks (q_iok, q_fits16, q_cls_ok) gate it in the second clock
+        pw_cls, pw_cmap, pw_off, pw_glob = Signal(), Signal(), Signal(), Signal()
+        c_field = c_idx[:3]
+        c_cls = c_idx[3:3 + cls_bits]
+        c_sel = {r: cfg.valid & (c_reg == r) for r in regions}
+        c_glob = c_sel[REGION_GLOBAL]          # (the index's bits from 4 on: q_ghi)
+        c_high = c_sel[REGION_CLASS] & ((c_field == CLASS_ZFLAG) | (c_field == CLASS_DQSHIFT))
+        m.d.sync += [pw_data.eq(Mux(c_high, c_data[:8] << 8, c_data[:16])),
+                     pw_en.eq(0), pw_cls.eq(c_sel[REGION_CLASS]),
+                     pw_cmap.eq(c_sel[REGION_CLASSMAP]), pw_off.eq(c_sel[REGION_OFFSET]),
+                     pw_glob.eq(c_glob)]
+        with m.If(c_glob & (c_idx[:4] == GLOBAL_TILE_PIXELS)):
             m.d.sync += [pw_addr.eq(p_tp), pw_en.eq(3)]
-        with m.If(is_commit(cfg)):
+        with m.If(c_glob & (c_idx[:4] == GLOBAL_COMMIT)):
             m.d.sync += [pw_addr.eq(p_bpp), pw_en.eq(3)]
-        # Each checked region's range check and its selection, registered separately and
-        # gathered in the next clock: the checks, the selection and the OR are not one path.
-        checks = {
-            REGION_CLASS: class_ok,
-            REGION_CLASSMAP: lt_const(c_idx, self.max_channels) & lt_const(c_data, ncls),
-            REGION_OFFSET: lt_const(c_idx, self.max_channels) & fits16(),
-            REGION_COEFF: lt_const(c_idx, self.max_channels * N) & fits16(),
-            REGION_HUFF_DEC: lt_const(c_idx, ncls * HUFF_LEN),
-            REGION_HUFF_SYM: lt_const(c_idx, ncls * 64),
-        }
-        w_sel, w_ok = Signal(len(checks)), Signal(len(checks))
-        m.d.sync += [w_sel.eq(Cat(cfg.valid & (c_reg == r) for r in checks)),
-                     w_ok.eq(Cat(checks.values()))]
-        m.d.comb += bad_write_r.eq((w_sel & ~w_ok).any())
-        with m.If(cfg.valid):
-            with m.Switch(c_reg):
-                with m.Case(REGION_CLASS):
-                    with m.Switch(field):
-                        for f, (entry, en) in packing.items():
-                            with m.Case(f):
-                                m.d.sync += [pw_addr.eq(cls_f * 4 + entry),
-                                             pw_en.eq(Mux(class_ok, en, 0))]
-                with m.Case(REGION_CLASSMAP):
-                    ok = checks[REGION_CLASSMAP]
-                    m.d.sync += [pw_addr.eq(p_cmap + c_idx), pw_en.eq(Mux(ok, 3, 0))]
-                with m.Case(REGION_OFFSET):
-                    ok = checks[REGION_OFFSET]
-                    m.d.sync += [pw_addr.eq(p_offs + c_idx), pw_en.eq(Mux(ok, 3, 0))]
-                with m.Case(REGION_COEFF):
-                    m.d.comb += [coeff_w.addr.eq(c_idx), coeff_w.data.eq(c_data),
-                                 coeff_w.en.eq(checks[REGION_COEFF])]
-                with m.Case(REGION_HUFF_DEC):
-                    m.d.comb += [hdec_w.addr.eq(c_idx), hdec_w.data.eq(c_data),
-                                 hdec_w.en.eq(checks[REGION_HUFF_DEC])]
-                with m.Case(REGION_HUFF_SYM):
-                    m.d.comb += [hsym_w.addr.eq(c_idx), hsym_w.data.eq(c_data),
-                                 hsym_w.en.eq(checks[REGION_HUFF_SYM])]
-        # (the commit takes a bad write of the clock before directly)
-        with m.If(bad_write_r & ~is_commit(cfg)):
+        with m.If(c_sel[REGION_CLASS]):
+            with m.Switch(c_field):
+                for f, (entry, en) in packing.items():
+                    with m.Case(f):
+                        m.d.sync += [pw_addr.eq(c_cls * 4 + entry), pw_en.eq(en)]
+        with m.If(c_sel[REGION_CLASSMAP]):
+            m.d.sync += [pw_addr.eq(p_cmap + c_idx[:ceil_log2(self.max_channels)]),
+                         pw_en.eq(3)]
+        with m.If(c_sel[REGION_OFFSET]):
+            m.d.sync += [pw_addr.eq(p_offs + c_idx[:ceil_log2(self.max_channels)]),
+                         pw_en.eq(3)]
+        pw_bad = ((pw_cls & ~ok[REGION_CLASS]) | (pw_cmap & ~ok[REGION_CLASSMAP])
+                  | (pw_off & ~ok[REGION_OFFSET]) | (pw_glob & ~q_ghi))
+        m.d.comb += [params_w.addr.eq(pw_addr), params_w.data.eq(pw_data),
+                     params_w.en.eq(Mux(pw_bad, 0, pw_en))]
+        m.d.comb += [coeff_w.addr.eq(q_idx), coeff_w.data.eq(q_data),
+                     coeff_w.en.eq(q_sel[REGION_COEFF] & ok[REGION_COEFF]),
+                     hdec_w.addr.eq(q_idx), hdec_w.data.eq(q_data),
+                     hdec_w.en.eq(q_sel[REGION_HUFF_DEC] & ok[REGION_HUFF_DEC]),
+                     hsym_w.addr.eq(q_idx), hsym_w.data.eq(q_data),
+                     hsym_w.en.eq(q_sel[REGION_HUFF_SYM] & ok[REGION_HUFF_SYM])]
+        # A write out of range: registered, taken by a commit in the next clock or kept pending.
+        m.d.sync += bad_write_r.eq(Cat(q_sel[r] & ~ok[r] for r in ok).any())
+        with m.If(bad_write_r & ~q_commit):
             m.d.sync += range_pending.eq(1)
 
         # -- tile geometry ---------------------------------------------------------------------
@@ -353,13 +389,18 @@ class CompactDecoderLane(wiring.Component):
         w_armed = Signal()          # a commit was seen: the geometry is valid
         w_rest = Signal(IMAGE_PIXEL_BITS)
         w_skips = Signal(range(max(self.tile_first, self.tile_step - 1) + 1))
+        # A step of the walk takes two clocks: S_WALK registers the subtraction and the equality
+        # (every clock; used in S_WALK2, after S_WALK), S_WALK2 acts on them: the subtractor's
+        # carry chain and the selection of w_rest's 32 bits are not one path.
         w_diff = Signal(IMAGE_PIXEL_BITS + 1)
+        w_eq = Signal()
         tile_pixels = params_r.data[:TILE_PIXEL_BITS]      # read in the clock before (p_tp)
-        m.d.comb += w_diff.eq(w_rest - tile_pixels)
+        m.d.sync += [w_diff.eq(w_rest - tile_pixels),
+                     w_eq.eq((w_rest[TILE_PIXEL_BITS:] == 0)
+                             & (w_rest[:TILE_PIXEL_BITS] == tile_pixels))]
         # w_rest <= tile_pixels: the borrow, or equal operands (compared beside the subtractor,
         # not after it)
-        w_wrap = w_diff[-1] | ((w_rest[TILE_PIXEL_BITS:] == 0)
-                               & (w_rest[:TILE_PIXEL_BITS] == tile_pixels))
+        w_wrap = w_diff[-1] | w_eq
 
         state = Signal(range(32), attrs={"fsm_encoding": "one-hot"})
         npix = Signal(TILE_PIXEL_BITS)     # the tile's pixels; from S_CHECK on, those left
@@ -423,6 +464,7 @@ class CompactDecoderLane(wiring.Component):
         seen, flag = Signal(ncls), Signal(ncls)
         tok_zero, tok_zf = Signal(), Signal()   # the value is zero; its zero flag is read
         cnt = Signal(5)             # bits read of a field; Huffman code length
+        h_end = Signal()            # cnt == HUFF_LEN, registered with the count
         nfield = Signal(5)
         rice_rem = Signal()         # the field is a Rice remainder (else a signed value)
         fld = Signal(16)
@@ -549,8 +591,20 @@ class CompactDecoderLane(wiring.Component):
                 m.d.sync += addend.eq(Cat(Const(1, 1), offset).as_signed())
             with m.Default():
                 m.d.sync += addend.eq(0)
+        # acc + addend as a carry-select adder: the low half's carry chain and the high half's
+        # two (carry in 0 and 1) run side by side, the low half's carry out selects; the
+        # accumulator's 45-bit chain was the longest path. (The high half with carry in 1 is
+        # one chain a bit wider, both operands' extra low bit 1.)
         total = Signal(signed(ACC_BITS + 1))
-        m.d.comb += total.eq(acc + addend)
+        K = ACC_BITS // 2
+        t_lo = Signal(K + 1)
+        t_hi0 = Signal(signed(ACC_BITS - K + 1))
+        t_hi1 = Signal(signed(ACC_BITS - K + 2))
+        m.d.comb += [t_lo.eq(acc[:K] + addend[:K]),
+                     t_hi0.eq(acc[K:].as_signed() + addend[K:].as_signed()),
+                     t_hi1.eq(Cat(Const(1, 1), acc[K:]).as_signed()
+                              + Cat(Const(1, 1), addend[K:]).as_signed()),
+                     total.eq(Cat(t_lo[:K], Mux(t_lo[K], t_hi1[1:], t_hi0)))]
         # MAC, ADDMU: the sum; RND, RNDMU, SHR1: the sum halved (a shift by one is a rounding
         # step with nothing added); SHR4: the only other shift (each one more would be an input
         # of the selection in front of every accumulator bit).
@@ -585,8 +639,8 @@ class CompactDecoderLane(wiring.Component):
         fdone, fsign = Signal(), Signal()
 
         def start_field(n, rice):
-            m.d.sync += [nfield.eq(n), rice_rem.eq(rice), cnt.eq(0), fld.eq(0),
-                         fdone.eq(n == 0), fsign.eq(0), state.eq(S_FIELD)]
+            m.d.sync += [nfield.eq(n), rice_rem.eq(rice), cnt.eq(0),
+                         fdone.eq(n == 0), state.eq(S_FIELD)]
 
         def report(path):
             m.d.sync += [path.eq(1), dst.error.eq(1)]
@@ -612,23 +666,35 @@ class CompactDecoderLane(wiring.Component):
         with m.If(self.o.ready):
             m.d.sync += o_valid.eq(0)
 
+        # The field's bits and sign are zero whenever a field is not being read: a field starts
+        # with them clear, and the decisions that start one are not in front of their enables.
+        with m.If(state != S_FIELD):
+            m.d.sync += [fld.eq(0), fsign.eq(0)]
+
         verr = Signal()             # S_VALUE's code error, for S_DQ1
+        # The class's mask of the bits above `bits` (u's 20), decoded with `bits` in S_P3: S_VALUE
+        # then has only the AND and the OR in front of verr.
+        vmask = Signal(20)
         m.d.sync += verr.eq(0)
         with m.Switch(state):
             with m.Case(S_WALK):
                 # A step taken in the commit's clock is undone by the restart of the next one
                 # (after the Switch), which also overrides one taken in its own clock. The
-                # parameter RAM gives tile_pixels here (read in the clock before: S_TEND, the
-                # restart, S_WALK), then raw bits per pixel for S_GEOM1.
+                # parameter RAM gives tile_pixels here and in S_WALK2 (read in the clock before:
+                # S_TEND, the restart, S_WALK2, S_WALK), then raw bits per pixel for S_GEOM1.
                 m.d.comb += p_addr.eq(p_tp)
                 with m.If(w_armed):
-                    m.d.sync += w_rest.eq(Mux(w_wrap, image_pixels, w_diff))
-                    with m.If(w_skips != 0):
-                        m.d.sync += w_skips.eq(w_skips - 1)
-                    with m.Else():
-                        m.d.comb += p_addr.eq(p_bpp)
-                        m.d.sync += [npix.eq(Mux(w_wrap, w_rest, tile_pixels)),
-                                     w_skips.eq(self.tile_step - 1), state.eq(S_GEOM1)]
+                    m.d.sync += state.eq(S_WALK2)
+            with m.Case(S_WALK2):
+                # (w_diff and w_eq: registered in S_WALK)
+                m.d.comb += p_addr.eq(p_tp)
+                m.d.sync += [w_rest.eq(Mux(w_wrap, image_pixels, w_diff)), state.eq(S_WALK)]
+                with m.If(w_skips != 0):
+                    m.d.sync += w_skips.eq(w_skips - 1)
+                with m.Else():
+                    m.d.comb += p_addr.eq(p_bpp)
+                    m.d.sync += [npix.eq(Mux(w_wrap, w_rest, tile_pixels)),
+                                 w_skips.eq(self.tile_step - 1), state.eq(S_GEOM1)]
             with m.Case(S_GEOM1):
                 # (raw bits per pixel: read in the clock before, p_bpp)
                 m.d.sync += [product.eq(npix * pdata[:RAW_BPP_BITS]), state.eq(S_GEOM2)]
@@ -744,7 +810,8 @@ class CompactDecoderLane(wiring.Component):
                 m.d.sync += [k.eq(pdata[:4]), esc.eq(pdata[8:13]), state.eq(S_P3)]
             with m.Case(S_P3):
                 # (the fourth entry, dqmul, is read later, for S_DQ1: no register holds it)
-                m.d.sync += [bits.eq(pdata[:5]), dqshift.eq(pdata[8:14])]
+                m.d.sync += [bits.eq(pdata[:5]), dqshift.eq(pdata[8:14]),
+                             vmask.eq((Const((1 << 20) - 1, 20) << pdata[:5])[:20])]
                 # The token's zero-flag decisions, registered: the class's bits of `seen` and
                 # `flag` are 16-way selections, too deep to sit in front of `consume`.
                 drop = mode == MODE_DROP
@@ -771,7 +838,8 @@ class CompactDecoderLane(wiring.Component):
                 with m.Elif(mode == MODE_RICE):
                     m.d.sync += [ones.eq(0), at_esc.eq(esc == 0), state.eq(S_RICE)]
                 with m.Else():
-                    m.d.sync += [cnt.eq(0), code.eq(0), hhit.eq(0), state.eq(S_HUF)]
+                    m.d.sync += [cnt.eq(0), h_end.eq(0), code.eq(0), hhit.eq(0),
+                                 state.eq(S_HUF)]
             with m.Case(S_FIELD):
                 # LSB first; a Rice remainder pushes the unary count up one bit per bit. (The
                 # class's dqmul is read for S_DQ1, here and in S_VALUE, the states before it.)
@@ -806,28 +874,33 @@ class CompactDecoderLane(wiring.Component):
                 # comparison ends at flip-flops, not in the sequencer.
                 with m.If(hhit):
                     m.d.sync += [hhit.eq(0), state.eq(S_SYM2)]
-                with m.Elif(cnt == HUFF_LEN):
+                with m.Elif(h_end):
                     report(dst.code)     # no code matched: the value is garbage
                     zero_value()
                 with m.Else():
                     m.d.comb += consume.eq(1)
                     code_new = Cat(bit, code[:HUFF_LEN - 1])
-                    m.d.sync += [code.eq(code_new), cnt.eq(cnt + 1)]
+                    m.d.sync += [code.eq(code_new), cnt.eq(cnt + 1),
+                                 h_end.eq(cnt == HUFF_LEN - 1)]
                     huff_load()
-                    with m.If(Mux(bit, hit1, hit0)):
-                        m.d.sync += [hhit.eq(1), hbase.eq(base_r), hdiff.eq(d0 + bit)]
+                    # (the symbol's index parts every step, used after the step that matches:
+                    # the match decides hhit alone, no register's enable)
+                    m.d.sync += [hhit.eq(Mux(bit, hit1, hit0)), hbase.eq(base_r),
+                                 hdiff.eq(d0 + bit)]
             with m.Case(S_SYM2):
-                with m.If(hsym_r.data == ESC_SYMBOL):
-                    start_field(bits, 0)
-                with m.Else():
-                    m.d.sync += [u.eq(hsym_r.data), state.eq(S_VALUE)]
+                # The symbol read selects only the next state: the field's start (ESC) and u
+                # (a symbol) are both set, neither used on the other path, so that the RAM's
+                # read data decides no register's enable.
+                start_field(bits, 0)
+                m.d.sync += [u.eq(hsym_r.data),
+                             state.eq(Mux(hsym_r.data == ESC_SYMBOL, S_FIELD, S_VALUE))]
             with m.Case(S_VALUE):
                 # Un-zigzag; a Rice or Huffman value wider than its class is a code error.
                 m.d.comb += p_addr.eq(cls * 4 + 3)     # dqmul, for S_DQ1
                 m.d.sync += [q.eq((u >> 1)[:16] ^ u[0].replicate(16)), state.eq(S_DQ1)]
-                # (u >> bits != 0 as a mask: a decoder of `bits` instead of a barrel shifter;
+                # (u >> bits != 0 as a mask, vmask: a decoder, not a barrel shifter;
                 # registered, reported in S_DQ1)
-                m.d.sync += verr.eq((u & (Const((1 << 20) - 1, 20) << bits)[:20]) != 0)
+                m.d.sync += verr.eq((u & vmask) != 0)
 
             # -- dequantizer: yh = sclamp(round_shift(q * dqmul, dqshift), 24) --------------------
             with m.Case(S_DQ1):
@@ -877,6 +950,10 @@ class CompactDecoderLane(wiring.Component):
                 m.d.sync += state.eq(S_WAIT)
             with m.Case(S_WAIT):
                 m.d.sync += state.eq(S_CLAMP)   # the last request is being done
+                # The pixel's end, for the next pixel: here, not behind S_CLAMP's handshake
+                # (comp and seen are next used in S_CMAP and S_P3)
+                with m.If((j == N - 1) & pix_end):
+                    m.d.sync += [comp.eq(0), seen.eq(0)]
             with m.Case(S_CLAMP):
                 # Into the output register once it is free; the next output's MACs start.
                 # The pixel ends with the group that reaches C, not only one that meets it: a
@@ -893,7 +970,7 @@ class CompactDecoderLane(wiring.Component):
                     with m.If(j == N - 1):
                         m.d.sync += [gbase.eq(gbase + N), state.eq(S_CMAP)]
                         with m.If(pix_end):
-                            m.d.sync += [npix.eq(npix - 1), comp.eq(0), gbase.eq(0), seen.eq(0)]
+                            m.d.sync += [npix.eq(npix - 1), gbase.eq(0)]
                             with m.If(pix_last):
                                 m.d.sync += state.eq(S_TEND)
             with m.Case(S_TEND):

@@ -17,7 +17,8 @@ Stream contract
   `ready` is low.
 - `cfg`: the configuration writes (golden.profile.config_writes), always ready; the commit
   (global 7) restarts the lane a clock after its write (hw/config.py `restart_after_commit`).
-  Writes beyond this build's tables are dropped, never wrapped.
+  Each write is registered at the lane's input and lands a clock late (still before that
+  restart). Writes beyond this build's tables are dropped, never wrapped.
 - `error`: the profile is outside this build's limits: N differs from `group`, more than
   `max_channels` channels or `max_classes` classes, or a tile's raw payload overran the
   `max_tile_words` tile buffer (fmcodec/capacity.py says the same before anything is sent).
@@ -47,12 +48,14 @@ header then the payload words (one per 5 clocks at most).
 
 Resources, iCE40UP5K, `max_channels` 64, `max_tile_words` 64, N = 8, 16 classes (`python -m
 hw.build report --device ice40 --blocks --only "block=compact_encoder"`: hw/synth_top.py's
-wrapper, which adds about 175 logic cells of its own, seed 1): 1,857 logic cells, 742 FF,
+wrapper, which adds about 175 logic cells of its own, seed 1): 1,816 logic cells, 784 FF,
 3 SB_MAC16 (the 18 x 18 multiplier), 12 SB_RAM40_4K (coefficients' low 16 bits 2, `misc` 1
 with the coefficients' top 2 bits and the Huffman codes' bit 16, offsets / d / q / class map 2,
 class parameters with F and the tile's and the image's pixel counts 1, Huffman codes' low 16
-bits 4, the two tile buffers 1 each); 36 MHz (paths through the binary state decode into the
-state register's next value), short of a 40 MHz target. Registers that would only copy what a
+bits 4, the two tile buffers 1 each); 43 MHz (the coded emitter's segment loads), over the
+40 MHz target. (The wrapper's input shift register holds the configuration write's bits a clock
+later too, so yosys merges the lane's input registers of `cfg` into it: in a design around the
+lane they take about 47 logic cells more.) Registers that would only copy what a
 RAM holds are avoided (qmul, qshift, F, the tile's pixels and the image's low 16 bits are read
 from `par` when needed): on the iCE40 a flip-flop loaded straight from a RAM, a port or another
 register takes a logic cell of its own. hw/tile_walker.py adds about 100 LUT4 to a lane p of
@@ -61,7 +64,7 @@ RAM, so that its `no_rw_check` attribute applies: with a plain synchronous port 
 each RAM with read-before-write and transparency emulation (about 300 FFs and 250 logic cells
 over the seven).
 
-Throughput: about 38 to 50 clocks per value (measured by tests/test_hw_compact_encoder.py: the
+Throughput: about 39 to 50 clocks per value (measured by tests/test_hw_compact_encoder.py: the
 N + 3 clocks of products, the two round shifts and the serial token bits dominate), including
 per payload word 36 clocks of CRC and 5 to send it. Latency: a tile's header leaves 36 clocks
 per payload word after the tile's last value is processed; the lane takes no input until the
@@ -105,7 +108,7 @@ from hw.config import (
     restart_after_commit,
 )
 from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
-from hw.ram import NO_RW_CHECK, registered_read_port
+from hw.ram import NO_INIT, NO_RW_CHECK, registered_read_port
 from hw.tile_walker import IMAGE_PIXEL_BITS, TILE_PIXEL_BITS, TileWalker
 
 D_BITS = 18         # x - mu: 16-bit x minus a 17-bit offset
@@ -250,53 +253,77 @@ class CompactEncoderLane(wiring.Component):
         xw_en, xw_addr, xw_data = Signal(), Signal(range(4 * MC)), Signal(D_BITS)
         m.d.sync += [xq_w.en.eq(xw_en), xq_w.addr.eq(xw_addr), xq_w.data[:D_BITS].eq(xw_data)]
         m.d.comb += [xw_en.eq(dp_xq_en), xw_addr.eq(dp_xq_addr), xw_data.eq(dp_xq_data)]
-        reg, idx, wdata = region(cfg.p.addr), index(cfg.p.addr), cfg.p.data
+        # The configuration write is registered at the lane's input (a clock of latency): the
+        # bus's own logic (a host link, a write gate) then ends at these flip-flops instead of
+        # running on through the region and index decode into the RAMs' write ports. A write
+        # still lands before the restart after the commit that follows it (the restart comes a
+        # clock after the commit's write, and nothing reads the configuration in that clock).
+        # Only the index's low bits are kept, with one flag per few high bits (their OR: the
+        # tables' bounds and the globals' numbers need no more).
+        ib = max((MC * N - 1).bit_length(), (MK * 64 - 1).bit_length(), kb + 2, 4)
+        idx_in = index(cfg.p.addr)
+        cfg_valid = Signal()
+        reg = Signal(4)
+        idx_lo = Signal(ib)
+        idx_hi = Signal((16 - ib + 3) // 4)
+        wdata = Signal(len(cfg.p.data))
+        m.d.sync += [cfg_valid.eq(cfg.valid), reg.eq(region(cfg.p.addr)), idx_lo.eq(idx_in[:ib]),
+                     idx_hi.eq(Cat(*(idx_in[i:i + 4].any() for i in range(ib, 16, 4)))),
+                     wdata.eq(cfg.p.data)]
+        idx = Cat(idx_lo, idx_hi.any())
+
+        def above(v, k):
+            # v > 2^k: ORs, not a comparator's carry chain
+            return v[k + 1:].any() | (v[k] & v[:k].any())
 
         def below(n):
             # idx < n for a power of two n: its high bits zero (an OR tree; `<` is a carry
             # chain of one logic cell per bit)
             return ~idx[(n - 1).bit_length():].any()
-        with m.If(cfg.valid):
+        # Addresses and data go to the write ports whatever the write (a port writes only
+        # with its enable; the regions that share a port differ in `reg[2]`): only the
+        # enables wait for the decode.
+        code = wdata[:16] | _onehot(wdata[16:21], 17)
+        m.d.comb += [coef_w.addr.eq(idx), coef_w.data.eq(wdata[:16]),
+                     huff_w.addr.eq(idx), huff_w.data.eq(code[:16]),
+                     # REGION_CLASS (3) or REGION_GLOBAL (7)
+                     par_w.addr.eq(Mux(reg[2], Cat(idx[:3], Const(MK, cb + 1)), idx)),
+                     par_w.data.eq(wdata[:16]),
+                     # REGION_COEFF (0) or REGION_HUFF_ENC (4)
+                     misc_w.addr.eq(Mux(reg[2], idx, Cat(idx[:lo_bits], Const(1, 1)))),
+                     misc_w.data.eq(Mux(reg[2], code[16], wdata[16:18]))]
+        assert (REGION_CLASS, REGION_GLOBAL, REGION_COEFF, REGION_HUFF_ENC) == (3, 7, 0, 4)
+        assert (REGION_OFFSET, REGION_CLASSMAP, OFF, CMAP) == (1, 2, 0, 3)
+        with m.If(cfg_valid):
             with m.Switch(reg):
                 with m.Case(REGION_COEFF):
-                    m.d.comb += [coef_w.en.eq(below(MC * N)), coef_w.addr.eq(idx),
-                                 coef_w.data.eq(wdata[:16]),
-                                 misc_w.en.eq(below(MC * N)),
-                                 misc_w.addr.eq(Cat(idx[:lo_bits], Const(1, 1))),
-                                 misc_w.data.eq(wdata[16:18])]
-                with m.Case(REGION_OFFSET):
-                    m.d.comb += [xw_en.eq(below(MC)), xw_addr.eq(at(OFF, idx)),
-                                 xw_data.eq(wdata[:D_BITS])]
-                with m.Case(REGION_CLASSMAP):
-                    m.d.comb += [xw_en.eq(below(MC)), xw_addr.eq(at(CMAP, idx)),
+                    m.d.comb += [coef_w.en.eq(below(MC * N)), misc_w.en.eq(below(MC * N))]
+                with m.Case(REGION_OFFSET, REGION_CLASSMAP):
+                    # (the area: OFF for REGION_OFFSET, CMAP for REGION_CLASSMAP)
+                    m.d.comb += [xw_en.eq(below(MC)),
+                                 xw_addr.eq(Cat(idx[:kb], reg[1].replicate(2))),
                                  xw_data.eq(wdata[:D_BITS])]
                 with m.Case(REGION_CLASS):
-                    m.d.comb += [par_w.en.eq(below(MK * 8)), par_w.addr.eq(idx),
-                                 par_w.data.eq(wdata[:16])]
+                    m.d.comb += par_w.en.eq(below(MK * 8))
                 with m.Case(REGION_HUFF_ENC):
-                    code = wdata[:16] | _onehot(wdata[16:21], 17)
-                    m.d.comb += [huff_w.en.eq(below(MK * 64)), huff_w.addr.eq(idx),
-                                 huff_w.data.eq(code[:16]),
-                                 misc_w.en.eq(below(MK * 64)), misc_w.addr.eq(idx),
-                                 misc_w.data.eq(code[16])]
+                    m.d.comb += [huff_w.en.eq(below(MK * 64)), misc_w.en.eq(below(MK * 64))]
                 with m.Case(REGION_GLOBAL):
                     with m.Switch(idx):
                         with m.Case(GLOBAL_FRAC_BITS, GLOBAL_TILE_PIXELS, GLOBAL_IMAGE_PIXELS):
-                            m.d.comb += [par_w.en.eq(1),
-                                         par_w.addr.eq(Cat(idx[:3], Const(MK, cb + 1))),
-                                         par_w.data.eq(wdata[:16])]
+                            m.d.comb += par_w.en.eq(1)
                             if own_walk:
                                 with m.If(idx[3]):              # GLOBAL_IMAGE_PIXELS
                                     m.d.sync += image_hi.eq(wdata[16:])
                         with m.Case(GLOBAL_CHANNELS):
-                            big = wdata[kb + 1:].any() | (wdata[:kb + 1] > MC)
+                            big = above(wdata, kb)
+                            # (the decrement beside the range test, not after its multiplexer)
                             m.d.sync += [bad_channels.eq(big | (wdata == 0)),
-                                         last_c.eq(Mux(big, MC, wdata[:kb + 1]) - 1)]
+                                         last_c.eq(Mux(big, MC - 1,
+                                                       (wdata[:kb + 1] - 1)[:kb + 1]))]
                         with m.Case(GLOBAL_GROUP):
                             m.d.sync += bad_group.eq(wdata != N)
                         with m.Case(GLOBAL_CLASSES):
-                            m.d.sync += bad_classes.eq(wdata[cb + 1:].any() |
-                                                       (wdata[:cb + 1] > MK))
+                            m.d.sync += bad_classes.eq(above(wdata, cb))
 
         # -- multiplier pipeline: operands -> product -> accumulate -------------------------
         ma, mb = Signal(signed(18)), Signal(signed(18))
@@ -310,25 +337,58 @@ class CompactEncoderLane(wiring.Component):
                      mp.eq(ma * mb)]
 
         # -- round_shift(acc, s) = (acc >> s) + bit s - 1 of acc for s > 0, in place -----------
-        # The accumulator shifts by 8 or by 1 per clock through its adder, and the last step
-        # adds the last bit it shifts out (the rounding), so the shifter costs no register and
-        # no adder of its own, and rounding costs no clock.
+        # The accumulator shifts by 8 (before its adder) or by 1 (after it) per clock, and the
+        # last step adds the last bit it shifts out (the rounding: (acc >> 8) + bit 7, or
+        # (acc + bit 0) >> 1), so the shifter costs no register and no adder of its own, and
+        # rounding costs no clock. The step's decisions (by 8, by 1, the rounding bit) are
+        # registered a clock ahead, from the next values of `rem` and of `acc`: the adder then
+        # has one LUT on each side of its 40-bit carry chain, its operands' multiplexers start
+        # from flip-flops. (Idle, the adder adds 0: no enable.)
         sh = acc
         rem = Signal(6)                             # shift still to do
-        sh_done = Signal()
-        m.d.comb += sh_done.eq(rem == 0)
-        shift8 = rem[3:].any()                      # rem >= 8
-        rbit = Mux(shift8, (rem == 8) & acc[7], (rem == 1) & acc[0])
-        with m.If(v3 | ~sh_done):
-            m.d.sync += acc.eq(Mux(shift8, acc >> 8, Mux(sh_done, acc, acc >> 1)) +
-                               Mux(v3, Mux(s3, mp << 12, mp), rbit))
-        with m.If(shift8):                          # rem - 8: no carry chain
-            m.d.sync += rem.eq(Cat(rem[:3], rem[3:] - 1))
+        rem_nx = Signal(6)
+        sh_load, sh_val = Signal(), Signal(6)       # start_shift in this clock
+        sh_done = Signal(init=1)                    # rem == 0
+        shift8 = Signal()                           # rem >= 8: acc >> 8 into the adder
+        shift1 = Signal()                           # 1 <= rem <= 7: the sum >> 1
+        rb = Signal()                               # the last step's rounding bit
+        acc_clr = Signal()
+        acc_sum = Signal(signed(len(acc)))
+        acc_d = Signal(signed(len(acc)))
+        # The adder is split (carry select): its low SPLIT bits, and the bits above for both
+        # carries into them, the low half's carry out choosing; the 40-bit carry chain would
+        # be the lane's longest path.
+        SPLIT = 18
+        a_op, b_op = Signal(len(acc)), Signal(len(acc))
+        m.d.comb += [a_op.eq(Mux(shift8, acc >> 8, acc)),
+                     b_op.eq(Mux(v3, Mux(s3, mp << 12, mp), rb))]
+        sum_lo = Signal(SPLIT + 1)
+        sum_hi0, sum_hi1 = Signal(len(acc) - SPLIT), Signal(len(acc) - SPLIT + 1)
+        m.d.comb += [
+            sum_lo.eq(a_op[:SPLIT] + b_op[:SPLIT]),
+            sum_hi0.eq(a_op[SPLIT:] + b_op[SPLIT:]),
+            # (+ 1 as a carry in: a bit below both operands that is 1 in each)
+            sum_hi1.eq(Cat(Const(1, 1), a_op[SPLIT:]) + Cat(Const(1, 1), b_op[SPLIT:])),
+            acc_sum.eq(Cat(sum_lo[:SPLIT], Mux(sum_lo[SPLIT], sum_hi1[1:], sum_hi0))),
+            acc_d.eq(Mux(acc_clr, 0, Mux(shift1, acc_sum >> 1, acc_sum))),
+        ]
+        m.d.sync += acc.eq(acc_d)
+        acc_still = Signal()                        # acc did not change in the clock before
+        m.d.sync += acc_still.eq(~(v3 | shift8 | shift1 | acc_clr))
+        with m.If(sh_load):
+            m.d.comb += rem_nx.eq(sh_val)
+        with m.Elif(shift8):                        # rem - 8: no carry chain
+            m.d.comb += rem_nx.eq(Cat(rem[:3], rem[3:] - 1))
         with m.Elif(~sh_done):
-            m.d.sync += rem.eq(rem - 1)
+            m.d.comb += rem_nx.eq(rem - 1)
+        with m.Else():
+            m.d.comb += rem_nx.eq(rem)
+        m.d.sync += [rem.eq(rem_nx), sh_done.eq(rem_nx == 0), shift8.eq(rem_nx[3:].any()),
+                     shift1.eq(~rem_nx[3:].any() & rem_nx[:3].any()),
+                     rb.eq(Mux(rem_nx == 8, acc_d[7], (rem_nx == 1) & acc_d[0]))]
 
         def start_shift(s):
-            m.d.sync += rem.eq(s)
+            m.d.comb += [sh_load.eq(1), sh_val.eq(s)]
 
         # -- bit packers: one bit per clock into a 16-bit word, written when full ------------
         # A shift register (no per-bit decode): the 16th bit writes it with the 15 before it.
@@ -433,6 +493,8 @@ class CompactEncoderLane(wiring.Component):
         crc_next = Signal(32)
         m.d.comb += crc_next.eq(crc32_next(crc, nib))
         csn = Signal(4)                # CRC step within the chunk / header
+        csn1 = Signal(4)
+        m.d.comb += csn1.eq(csn + 1)
         csn_chunk = (CHUNK // CRC_STEP - 1).bit_length()     # its bits that count a chunk's steps
         csn_hdr = (32 // CRC_STEP - 1).bit_length()
         chunk = Signal(range(cap_chunks + 1))
@@ -455,17 +517,22 @@ class CompactEncoderLane(wiring.Component):
         # `cv_end`: cv holds only the marker, kept as a flag beside cv (a 17-bit compare in the
         # emitter's busy test would run on into the state machine)
         c_busy, cv_end = Signal(), Signal()
-        m.d.comb += c_busy.eq((cn != 0) & ~(cmk & cv_end))
+        # cn != 0 as a flag kept beside cn (every assignment of cn sets it): the busy test is
+        # then one LUT from flip-flops
+        cn_nz = Signal()
+        m.d.comb += c_busy.eq(cn_nz & ~(cmk & cv_end))
 
         def emit_coded():
             """Shift one coded bit out; true (an Amaranth value) when the segment is empty."""
             with m.If(c_busy):
                 m.d.comb += [cbit_valid.eq(1), cbit.eq(cv[0] | ones)]
-                m.d.sync += [cv.eq(cv >> 1), cn.eq(cn - 1), cv_end.eq(cv[1] & ~cv[2:].any())]
+                m.d.sync += [cv.eq(cv >> 1), cn.eq(cn - 1), cn_nz.eq(cn != 1),
+                             cv_end.eq(cv[1] & ~cv[2:].any())]
             return ~c_busy
 
         def load_coded(v, n, mk=0):
-            m.d.sync += [cv.eq(v), cn.eq(n), cmk.eq(mk), ones.eq(0)]
+            n = Const(n, 5) if isinstance(n, int) else n
+            m.d.sync += [cv.eq(v), cn.eq(n), cn_nz.eq(n != 0), cmk.eq(mk), ones.eq(0)]
             if mk:
                 m.d.sync += cv_end.eq(0)        # a loaded Huffman code has length >= 1
 
@@ -495,8 +562,13 @@ class CompactEncoderLane(wiring.Component):
         top = sh[16:]
         # (one test against the sign, not one for each sign: half the reduction trees)
         sgn = sh[-1]
-        in_range = ~(((sh[:16] ^ sgn.replicate(16)) & ~hi).any() |
-                     (top ^ sgn.replicate(len(top))).any())
+        # The range test's OR tree is cut in two: groups of its terms are registered from acc
+        # every clock, and SHQ_WAIT takes q a clock after acc last changed (`acc_still`): a
+        # clock per component, instead of the whole tree between acc and q.
+        terms = Cat((sh[:16] ^ sgn.replicate(16)) & ~hi, top ^ sgn.replicate(len(top)))
+        out_grp = Signal((len(terms) + 3) // 4)
+        m.d.sync += out_grp.eq(Cat(*(terms[i:i + 4].any() for i in range(0, len(terms), 4))))
+        in_range = ~out_grp.any()
         qv = Signal(signed(16))
         m.d.comb += qv.eq(Mux(in_range, sh[:16], Mux(sgn, ~hi, hi)))
         top24 = sh[23:]
@@ -514,7 +586,7 @@ class CompactEncoderLane(wiring.Component):
                 with m.If(restart):
                     m.next = "TILE"
 
-        with m.FSM(name="lane"):
+        with m.FSM(name="lane") as fsm:
             with state("TILE"):
                 if own_walk:
                     with m.If(armed):
@@ -546,7 +618,8 @@ class CompactEncoderLane(wiring.Component):
                                  dp_xq_data.eq(self.i.payload - xq_r.data[:D_BITS].as_signed())]
                     with m.If(c_last):
                         m.d.comb += xq_r.addr.eq(at(CMAP, Const(0, kb)))
-                        m.d.sync += [*set_c0(), acc.eq(0), cnt.eq(0)]
+                        m.d.comb += acc_clr.eq(1)
+                        m.d.sync += [*set_c0(), cnt.eq(0)]
                         m.next = "MAC"
                     with m.Else():
                         m.d.comb += xq_r.addr.eq(at(OFF, c1))
@@ -597,7 +670,8 @@ class CompactEncoderLane(wiring.Component):
                 # acc still holds y (no product lands before QM2), so y[12:] needs no register
                 m.d.comb += par_r.addr.eq(Cat(Const(CLASS_QSHIFT, 3), cls))
                 m.d.comb += qm_hi.eq(1)
-                m.d.sync += [v2.eq(1), acc.eq(0)]
+                m.d.comb += acc_clr.eq(1)
+                m.d.sync += v2.eq(1)
                 m.next = "QM2"
             with state("QM2"):
                 m.d.comb += par_r.addr.eq(Cat(Const(CLASS_QSHIFT, 3), cls))
@@ -607,8 +681,9 @@ class CompactEncoderLane(wiring.Component):
                 m.next = "SHQ_WAIT"
             with state("SHQ_WAIT"):
                 # q is registered here: the clamp and what q feeds would make one long path
-                # (once the raw emitter has shifted out the last q)
-                with m.If(sh_done & (rn == 0)):
+                # (once the raw emitter has shifted out the last q; the range test's groups
+                # are registered, so q waits a clock after acc's last change)
+                with m.If(sh_done & acc_still & (rn == 0)):
                     m.d.sync += q.eq(qv)
                     m.next = "Q_STORE"
             with state("Q_STORE"):
@@ -625,7 +700,8 @@ class CompactEncoderLane(wiring.Component):
                     m.next = "E_GET"
                 with m.Else():
                     m.d.comb += xq_r.addr.eq(at(CMAP, c1))
-                    m.d.sync += [*set_c1(), acc.eq(0), cnt.eq(0)]
+                    m.d.comb += acc_clr.eq(1)
+                    m.d.sync += [*set_c1(), cnt.eq(0)]
                     m.next = "MAC"
 
             # 3. the token of component c (its q entry was read in the clock before)
@@ -681,13 +757,14 @@ class CompactEncoderLane(wiring.Component):
                                 m.d.sync += bn.eq(Mux(is_esc, bits, 0))
             with state("E_RICE"):
                 # qq = u >> k: the emitter's register shifts k times without emitting
-                with m.If(cn != 0):
-                    m.d.sync += [cv.eq(cv >> 1), cn.eq(cn - 1)]
+                with m.If(cn_nz):
+                    m.d.sync += [cv.eq(cv >> 1), cn.eq(cn - 1), cn_nz.eq(cn != 1)]
                 with m.Else():
                     hit = cv[5:].any() | (cv[:5] >= esc)
                     # qq ones, a zero and k bits of u; or esc ones and q
-                    m.d.sync += [cn.eq(Mux(hit, esc, cv[:5])), cmk.eq(0), ones.eq(1),
-                                 bn.eq(Mux(hit, bits, kk + 1))]
+                    m.d.sync += [cn.eq(Mux(hit, esc, cv[:5])),
+                                 cn_nz.eq(Mux(hit, esc.any(), cv[:5].any())),
+                                 cmk.eq(0), ones.eq(1), bn.eq(Mux(hit, bits, kk + 1))]
                     with m.If(~hit):
                         m.d.sync += bv.eq(Cat(0, u))       # (on a hit bv keeps q)
                     m.next = "E_A"
@@ -734,9 +811,14 @@ class CompactEncoderLane(wiring.Component):
                 m.d.sync += [mode_raw.eq(raw), pay_words.eq(words),
                              crc.eq(CRC32_INIT), chunk.eq(0)]
                 m.next = "CRC_RD"
+            # `nib` is registered: each clock selects the next step's bits (the chunk's are
+            # in the read port's output from CRC_RD on: its address moves on to the next chunk
+            # two steps before the chunk's end), so the selection and the buffers' multiplexer
+            # do not run on into the CRC's XOR tree.
             with state("CRC_RD"):
                 m.d.comb += [cbuf_r.addr.eq(chunk), rbuf_r.addr.eq(chunk)]
-                m.d.sync += csn.eq(0)
+                m.d.sync += [csn.eq(0), nib.eq(Mux(chunk_end, low[:CRC_STEP],
+                                                   buf_data[:CRC_STEP]))]
                 with m.If(chunk_end):
                     m.next = "CRC_HDR"
                 with m.Else():
@@ -744,15 +826,16 @@ class CompactEncoderLane(wiring.Component):
             with state("CRC_RUN"):
                 # the read address is held, so the RAM's output holds the chunk: its nibbles
                 # are selected in place (no shift register)
-                m.d.comb += [cbuf_r.addr.eq(chunk), rbuf_r.addr.eq(chunk),
-                             nib.eq(buf_data.word_select(csn[:csn_chunk], CRC_STEP))]
-                m.d.sync += [crc.eq(crc_next), csn.eq(csn + 1)]
-                with m.If(csn == CHUNK // CRC_STEP - 1):
+                m.d.comb += [cbuf_r.addr.eq(chunk), rbuf_r.addr.eq(chunk)]
+                m.d.sync += [crc.eq(crc_next), csn.eq(csn1),
+                             nib.eq(buf_data.word_select(csn1[:csn_chunk], CRC_STEP))]
+                with m.If(csn == CHUNK // CRC_STEP - 2):
                     m.d.sync += chunk.eq(chunk + 1)
+                with m.If(csn == CHUNK // CRC_STEP - 1):
                     m.next = "CRC_RD"
             with state("CRC_HDR"):
-                m.d.comb += nib.eq(low.word_select(csn[:csn_hdr], CRC_STEP))
-                m.d.sync += [crc.eq(crc_next), csn.eq(csn + 1)]
+                m.d.sync += [crc.eq(crc_next), csn.eq(csn1),
+                             nib.eq(low.word_select(csn1[:csn_hdr], CRC_STEP))]
                 with m.If(csn == 32 // CRC_STEP - 1):
                     m.next = "HDR"
             with state("HDR"):
@@ -786,5 +869,12 @@ class CompactEncoderLane(wiring.Component):
         with m.If(restart):
             m.d.sync += [armed.eq(1), img_pos.eq(1), tile_no.eq(self.tile_first),
                          cbits.eq(0), rbits.eq(0), cfull.eq(0), rfull.eq(0), overflow.eq(0),
-                         rn.eq(0), cn.eq(0), rem.eq(0)]
+                         rn.eq(0), cn.eq(0), cn_nz.eq(0)]
+            m.d.comb += [sh_load.eq(1), sh_val.eq(0)]
+        # One-hot state encoding in the FPGA builds: yosys re-encodes the state register only
+        # without an initial value (the first state's code is 0, the flip-flops' power-up
+        # value, and the domain's reset still starts there), and the next-state logic then
+        # tests one flip-flop per state instead of decoding five bits.
+        fsm.state.attrs[NO_INIT] = 1
+        fsm.state.attrs["fsm_encoding"] = "one-hot"
         return m

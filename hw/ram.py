@@ -13,7 +13,10 @@ at 0 until the first read. The register carries the attribute `fmcodec_no_init`,
 builds (hw/build.py) run `YOSYS_AFTER_READ`, which drops the initial value of such registers:
 only their content before the first read differs, which no user of these ports looks at
 (without an enable the register is loaded every clock; with one, every user reads before it
-uses the data). Simulation keeps the initial value.
+uses the data). Simulation keeps the initial value. The same attribute on a state register
+lets yosys re-encode it (hw/compact_encoder.py's one-hot sequencer), which it does not do for a
+register with an initial value; that register's start state comes from the domain's reset,
+which the board top and the synthesis wrapper assert at power-up.
 """
 
 from types import SimpleNamespace
