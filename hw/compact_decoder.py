@@ -68,11 +68,12 @@ reads at most 1 + 31 + 16 bits.
 
 Size, iCE40UP5K, 64 channels, 64-word tiles, 16 classes, N = 8, int8 (`python -m hw.build report
 --device ice40 --blocks --only "block=compact_decoder"`: hw/synth_top.py's wrapper, which adds
-about 175 logic cells of its own, seed 1): 2,255 of the 5,280 logic cells, 1,009 flip-flops, 10
+about 175 logic cells of its own, seed 1): 2,260 of the 5,280 logic cells, 1,009 flip-flops, 10
 block RAMs (payload buffer; class parameters + class map + offsets + tile_pixels and raw bits per
 pixel; Huffman first/count/base (2); Huffman symbols (2); coefficients (2); the group's yh (2)) and
-3 DSPs (the two 16 x 12 products, the tile's raw size); 43.0 MHz: above the iCEBreaker's 12 MHz
-clock and the 40 MHz target. Every RAM's read port is an asynchronous read and a register that
+3 DSPs (the two 16 x 12 products, the tile's raw size); 40.0 MHz: above the iCEBreaker's 12 MHz
+clock, at the 40 MHz target (38.7 to 43.2 MHz across small edits of the code: yosys reshapes the
+LUT chains). Every RAM's read port is an asynchronous read and a register that
 yosys folds into the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports
 yosys surrounded the six RAMs with read-before-write and transparency emulation (277 flip-flops and
 196 logic cells more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is the

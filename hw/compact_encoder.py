@@ -48,11 +48,11 @@ header then the payload words (one per 5 clocks at most).
 
 Resources, iCE40UP5K, `max_channels` 64, `max_tile_words` 64, N = 8, 16 classes (`python -m
 hw.build report --device ice40 --blocks --only "block=compact_encoder"`: hw/synth_top.py's
-wrapper, which adds about 175 logic cells of its own, seed 1): 1,816 logic cells, 784 FF,
+wrapper, which adds about 175 logic cells of its own, seed 1): 1,814 logic cells, 784 FF,
 3 SB_MAC16 (the 18 x 18 multiplier), 12 SB_RAM40_4K (coefficients' low 16 bits 2, `misc` 1
 with the coefficients' top 2 bits and the Huffman codes' bit 16, offsets / d / q / class map 2,
 class parameters with F and the tile's and the image's pixel counts 1, Huffman codes' low 16
-bits 4, the two tile buffers 1 each); 43 MHz (the coded emitter's segment loads), over the
+bits 4, the two tile buffers 1 each); 44.3 MHz (the coded emitter's segment loads), over the
 40 MHz target. (The wrapper's input shift register holds the configuration write's bits a clock
 later too, so yosys merges the lane's input registers of `cfg` into it: in a design around the
 lane they take about 47 logic cells more.) Registers that would only copy what a
