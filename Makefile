@@ -3,7 +3,8 @@
 #   make test                   all tests (pytest -n auto; simulations run in parallel)
 #   make sim                    the end-to-end simulation demo (python -m sim.main)
 #   make bench                  coded-size and throughput figures as JSON
-#   make bitstream BOARD=...    build a bitstream (default BOARD=icebreaker; DESIGN=codec|link|loopback)
+#   make bitstream BOARD=...    build a bitstream (default BOARD=icebreaker; DESIGN=codec|link|loopback,
+#                               LANES=full|compact: the codec's lanes, default the board's)
 #   make report                 utilization and timing report for every target
 #   make eval                   accuracy evaluation (installs the [eval] extra: torch, CPU build)
 #   make lint                   ruff
@@ -69,7 +70,7 @@ bench: $(STAMP_BASE)
 	$(SIMENV) $(PY) -m fmcodec.cli bench --json --sizes $(BENCH_ARGS)
 
 bitstream: $(STAMP_BASE)
-	$(PY) -m hw.build bitstream --board $(BOARD) $(if $(DESIGN),--design $(DESIGN))
+	$(PY) -m hw.build bitstream --board $(BOARD) $(if $(DESIGN),--design $(DESIGN)) $(if $(LANES),--lanes $(LANES))
 
 report: $(STAMP_BASE)
 	$(PY) -m hw.build report

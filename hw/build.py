@@ -301,14 +301,32 @@ def tool_options(family: str, seed: int, name: str, allow_timing_fail: bool = Fa
 
 # -- bitstream -----------------------------------------------------------------------------------
 
+def design_variant(board, design: str, lanes: str | None) -> tuple[str, str]:
+    """The lane kind a build carries and the name of its products: `design`, or
+    `<design>-<kind>` when `lanes` asks for other lanes than the board's own (its constraints
+    file's LANES, else the full-rate ones)."""
+    from hw.board_top import LANE_KINDS
+
+    own = getattr(board, "LANES", "full")
+    if lanes is None or lanes == own:
+        return own, design
+    if lanes not in LANE_KINDS:
+        raise BuildError(f"unknown lanes {lanes!r} (choices: {', '.join(LANE_KINDS)})")
+    if design != "codec":
+        raise BuildError(f"lanes={lanes} applies to the codec design, not to {design!r}")
+    return lanes, f"{design}-{lanes}"
+
+
 def build_bitstream(board_name: str, design: str | None = None, link: str = "usb",
                     seed: int = DEFAULT_SEED, lanes_kwargs: dict | None = None,
-                    build_root: Path = BUILD, log=print) -> dict:
+                    build_root: Path = BUILD, log=print, lanes: str | None = None) -> dict:
     """Build the board top for one board; returns a summary dict (also printed).
 
     Products go to `build_root`/boards/<board>/<design>/, the bitstream is copied to
     `build_root`/bitstreams/<board>-<design>.<bin|bit>. `design` None: the board's default
-    (its constraints file's DESIGN, else "codec").
+    (its constraints file's DESIGN, else "codec"). `lanes` ("full" or "compact"; None: the
+    board's) picks the codec's lanes; other lanes than the board's own add `-<lanes>` to the
+    design's name there.
     """
     from hw.board_top import BoardTop, LanesMissing, codec_lanes, make_core
 
@@ -326,6 +344,7 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
     if link not in board.LINKS:
         raise BuildError(f"board {board_name}: unknown link {link!r} "
                          f"(choices: {', '.join(board.LINKS)})")
+    kind, variant = design_variant(board, design, lanes)
     dtype = getattr(board, "DTYPE", "int8")
     lanes = None
     if design == "codec":
@@ -333,7 +352,7 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
             lanes = codec_lanes(dtype=dtype, group=getattr(board, "GROUP", 8),
                                 max_channels=board.MAX_CHANNELS,
                                 max_tile_words=board.MAX_TILE_WORDS,
-                                kind=getattr(board, "LANES", "full"), **(lanes_kwargs or {}))
+                                kind=kind, **(lanes_kwargs or {}))
         except LanesMissing as e:
             raise BuildError(f"the codec design needs the lanes: {e}. Build --design link (host "
                              f"link only) or --design loopback to bring up the board "
@@ -347,8 +366,8 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
                          value_depth=board.VALUE_DEPTH, word_depth=board.WORD_DEPTH, lanes=lanes)
 
     name = f"fmcodec_{design}"
-    build_dir = Path(build_root) / "boards" / board_name / design
-    label = f"{board_name}/{design}"
+    build_dir = Path(build_root) / "boards" / board_name / variant
+    label = f"{board_name}/{variant}"
     log(f"{label}: {board.DESCRIPTION}; seed {seed}")
     plan = platform.prepare(BoardTop(core, board.LINKS[link], getattr(board, "CLOCK_HZ", None)),
                             name=name,
@@ -369,9 +388,11 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
     stats = parse_report(build_dir / f"{name}.report.json", family, build_dir / f"{name}.json")
     out_dir = Path(build_root) / "bitstreams"
     out_dir.mkdir(parents=True, exist_ok=True)
-    bitstream = out_dir / f"{board_name}-{design}.{ext}"
+    bitstream = out_dir / f"{board_name}-{variant}.{ext}"
     shutil.copyfile(build_dir / f"{name}.{ext}", bitstream)
-    summary = {"board": board_name, "design": design, "link": link, "device": platform.device,
+    summary = {"board": board_name, "design": design,
+               "lanes": kind if design == "codec" else None,
+               "link": link, "device": platform.device,
                "seed": seed, "placer": PLACER[family], "build_s": round(wall, 1),
                "cpu_s": round(cpu, 1),
                "bitstream": str(bitstream), **stats}
@@ -559,6 +580,8 @@ def main(argv=None) -> int:
                    help="default: the board's (codec, or what fits the device)")
     p.add_argument("--link", default="usb", help="host-link pins: usb (default) or pmod")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--lanes", default=None, choices=("full", "compact"),
+                   help="the codec's lanes (default: the board's; the iCEBreaker's are compact)")
 
     p = sub.add_parser("report", help="synthesis report of the codec alone")
     p.add_argument("--device", choices=("ice40", "ecp5"), action="append",
@@ -579,7 +602,7 @@ def main(argv=None) -> int:
             for name, path in boards().items():
                 print(f"{name:<12} {_load(path).DESCRIPTION}")
         elif args.command == "bitstream":
-            build_bitstream(args.board, args.design, args.link, args.seed)
+            build_bitstream(args.board, args.design, args.link, args.seed, lanes=args.lanes)
         elif args.command == "report":
             build_report(tuple(args.device or ("ice40", "ecp5")), args.jobs, args.seed, args.out,
                          args.only, blocks=args.blocks,

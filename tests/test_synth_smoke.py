@@ -63,6 +63,25 @@ def test_every_board_names_its_default_design():
             assert hasattr(board, attr), f"{name}: {attr}"
 
 
+def test_lanes_override_names_its_products():
+    """`make bitstream LANES=...`: the board's own lanes keep the design's name; other lanes
+    build under `<design>-<lanes>` (so neither bitstream overwrites the other); unknown lanes,
+    or lanes for a design without them, are refused."""
+    from hw.build import BuildError, design_variant
+
+    ice, ulx = load_board("icebreaker"), load_board("ulx3s-85f")
+    assert design_variant(ice, "codec", None) == ("compact", "codec")
+    assert design_variant(ice, "codec", "compact") == ("compact", "codec")
+    assert design_variant(ice, "codec", "full") == ("full", "codec-full")
+    assert design_variant(ulx, "codec", None) == ("full", "codec")
+    assert design_variant(ulx, "codec", "compact") == ("compact", "codec-compact")
+    assert design_variant(ulx, "link", None) == ("full", "link")
+    with pytest.raises(BuildError, match="unknown lanes 'tiny'.*full, compact"):
+        design_variant(ulx, "codec", "tiny")
+    with pytest.raises(BuildError, match="applies to the codec design"):
+        design_variant(ulx, "link", "compact")
+
+
 def test_overfull_device_is_recognized():
     """A design too big for the device ends in a clear "does not fit" (`make bitstream` then
     names the cells), whether nextpnr's packer or its iCE40 placer gave up."""
