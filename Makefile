@@ -4,7 +4,8 @@
 #   make sim                    the end-to-end simulation demo (python -m sim.main)
 #   make bench                  coded-size and throughput figures as JSON
 #   make bitstream BOARD=...    build a bitstream (default BOARD=icebreaker; DESIGN=codec|link|loopback,
-#                               LANES=full|compact: the codec's lanes, default the board's)
+#                               LANES=full|compact: the codec's lanes, default the board's;
+#                               TIMING=1: place and route for timing on ECP5 too, slower)
 #   make report                 utilization and timing report for every target
 #   make eval                   accuracy evaluation (installs the [eval] extra: torch, CPU build)
 #   make lint                   ruff
@@ -70,7 +71,7 @@ bench: $(STAMP_BASE)
 	$(SIMENV) $(PY) -m fmcodec.cli bench --json --sizes $(BENCH_ARGS)
 
 bitstream: $(STAMP_BASE)
-	$(PY) -m hw.build bitstream --board $(BOARD) $(if $(DESIGN),--design $(DESIGN)) $(if $(LANES),--lanes $(LANES))
+	$(PY) -m hw.build bitstream --board $(BOARD) $(if $(DESIGN),--design $(DESIGN)) $(if $(LANES),--lanes $(LANES)) $(if $(filter 1 yes,$(TIMING)),--timing-driven)
 
 report: $(STAMP_BASE)
 	$(PY) -m hw.build report

@@ -26,6 +26,7 @@ def test_icebreaker_loopback_bitstream(tmp_path):
     bitstream = tmp_path / "bitstreams" / "icebreaker-loopback.bin"
     assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
     assert summary["device"] == "iCE40UP5K"
+    assert summary["timing_driven"] is True     # iCE40 board builds place for timing
     assert 0 < summary["luts"] < summary["luts_available"]
     assert summary["ffs"] > 0
     (fmax,) = summary["fmax_mhz"].values()
@@ -92,3 +93,20 @@ def test_overfull_device_is_recognized():
     assert overfull_cell("ERROR: no BELs remaining to implement cell type 'ICESTORM_RAM'\n") \
         == "ICESTORM_RAM"
     assert overfull_cell("ERROR: Max frequency for clock 'clk': 10 MHz\n") is None
+
+
+def test_board_builds_place_for_timing_only_where_asked():
+    """ECP5 board builds run nextpnr with --no-tmdriv (their 25 MHz clock is far below what the
+    codec reaches; nextpnr still checks it after routing); report builds and iCE40 boards stay
+    timing-driven. The seed and the JSON report are always there."""
+    from hw.build import BOARD_TIMING_DRIVEN, tool_options
+
+    assert BOARD_TIMING_DRIVEN == {"ice40": True, "ecp5": False}
+    for family in ("ice40", "ecp5"):
+        timed = tool_options(family, 3, "top")["nextpnr_opts"]
+        fast = tool_options(family, 3, "top", timing_driven=False)["nextpnr_opts"]
+        assert "--no-tmdriv" not in timed and "--no-tmdriv" in fast
+        assert "--timing-allow-fail" not in fast
+        for opts in (timed, fast):
+            assert opts[opts.index("--seed") + 1] == "3"
+            assert opts[opts.index("--report") + 1] == "top.report.json"
