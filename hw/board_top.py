@@ -27,7 +27,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from amaranth import ClockDomain, Const, Elaboratable, Instance, Module, Signal, signed
+from amaranth import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    DomainRenamer,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+    signed,
+)
 from amaranth.build import ResourceError
 from amaranth.lib import data, io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -248,20 +259,43 @@ def ecp5_pll_params(f_in: float, f_out: float) -> dict:
             "f_out": out}
 
 
+def core_domain_after_gsr(m: Module) -> DomainRenamer:
+    """A domain `core` on the sync clock, held in reset for the first clock after the ECP5's
+    global set/reset lets go (at power-up, a PLL lock, the reset button); returns the renamer
+    that puts a design's sync logic in it.
+
+    The ECP5's sync domain is reset-less: GSR puts each flip-flop at its initial value. That is
+    enough for a design whose registers keep their initial values in the netlist, but yosys
+    drops them where it re-encodes a state register (the compact lanes' one-hot sequencers,
+    hw/compact_encoder.py and hw/compact_decoder.py; yosys warns "Initialization value on FSM
+    state register is ignored"): every state flip-flop would come up 0, no state active, and
+    the encoder lane would never start. A synchronous reset puts them in their first state; on
+    the iCE40 the platform's own domain already has one. Only the compact lanes take it: on the
+    full-rate codec a reset net to every flip-flop took the ECPIX-5's routing from 140 s to
+    497 s."""
+    first = Signal(init=1, name="core_reset")       # 1 from GSR, 0 a clock later
+    m.d.sync += first.eq(0)
+    m.domains.core = ClockDomain("core")
+    m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(first)]
+    return DomainRenamer({"sync": "core"})
+
+
 class BoardTop(Elaboratable):
     """`core` on a board: its serial pins on the link resource, its error flag on an LED.
 
     `link` is the (name, number) of the UART resource in the platform. The design runs on the
     board's default clock, or, with `clock_hz`, on an ECP5 PLL's output at that frequency
     (nextpnr derives its clock constraint from the board clock's), held in reset (the ECP5's
-    global set/reset) until the PLL locks.
+    global set/reset) until the PLL locks. `core_reset`: on the ECP5, the core in a domain with
+    a reset after the global set/reset (`core_domain_after_gsr`; the compact lanes need it).
     """
 
     def __init__(self, make_core: Callable[[float], wiring.Component], link=("uart", 0),
-                 clock_hz: float | None = None):
+                 clock_hz: float | None = None, core_reset: bool = False):
         self.make_core = make_core
         self.link = link
         self.clock_hz = clock_hz
+        self.core_reset = core_reset
 
     def _pll_domain(self, m, platform) -> float:
         from amaranth.vendor import LatticeECP5Platform
@@ -315,11 +349,17 @@ class BoardTop(Elaboratable):
         return pll["f_out"]
 
     def elaborate(self, platform):
+        from amaranth.vendor import LatticeECP5Platform
+
         m = Module()
         clk_freq = platform.default_clk_frequency
         if self.clock_hz is not None and abs(self.clock_hz - clk_freq) > 1:
             clk_freq = self._pll_domain(m, platform)
-        m.submodules.core = core = self.make_core(clk_freq)
+        core = self.make_core(clk_freq)
+        if self.core_reset and isinstance(platform, LatticeECP5Platform):
+            m.submodules.core = core_domain_after_gsr(m)(core)
+        else:
+            m.submodules.core = core
         uart = platform.request(*self.link, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)

@@ -330,35 +330,11 @@ def design_variant(board, design: str, lanes: str | None) -> tuple[str, str]:
     return lanes, f"{design}-{lanes}"
 
 
-def build_bitstream(board_name: str, design: str | None = None, link: str = "usb",
-                    seed: int = DEFAULT_SEED, lanes_kwargs: dict | None = None,
-                    build_root: Path = BUILD, log=print, lanes: str | None = None,
-                    timing_driven: bool | None = None) -> dict:
-    """Build the board top for one board; returns a summary dict (also printed).
-
-    Products go to `build_root`/boards/<board>/<design>/, the bitstream is copied to
-    `build_root`/bitstreams/<board>-<design>.<bin|bit>. `design` None: the board's default
-    (its constraints file's DESIGN, else "codec"). `lanes` ("full" or "compact"; None: the
-    board's) picks the codec's lanes; other lanes than the board's own add `-<lanes>` to the
-    design's name there. `timing_driven` None: the family's BOARD_TIMING_DRIVEN.
-    """
+def board_top(board, design: str, kind: str, link: str = "usb", lanes_kwargs: dict | None = None):
+    """(platform, top): the board top that `make bitstream` builds for `board` (a constraints
+    module), with the `kind` of lanes for the codec design."""
     from hw.board_top import BoardTop, LanesMissing, codec_lanes, make_core
 
-    board = load_board(board_name)
-    family = board_family(board)
-    if design is None:
-        design = getattr(board, "DESIGN", "codec")
-        if design != "codec":
-            log(f"{board_name}: default design {design!r}: {getattr(board, 'DESIGN_WHY', '')}")
-    try:
-        setup_tools(family)
-    except BuildError as e:
-        raise BuildError(f"{e}\n(board {board_name}; supported boards: "
-                         f"{', '.join(boards())})") from None
-    if link not in board.LINKS:
-        raise BuildError(f"board {board_name}: unknown link {link!r} "
-                         f"(choices: {', '.join(board.LINKS)})")
-    kind, variant = design_variant(board, design, lanes)
     dtype = getattr(board, "DTYPE", "int8")
     lanes = None
     if design == "codec":
@@ -379,6 +355,40 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
         return make_core(design, clk_freq=clk_freq, baud=board.BAUD, dtype=dtype,
                          value_depth=board.VALUE_DEPTH, word_depth=board.WORD_DEPTH, lanes=lanes)
 
+    # The compact lanes' sequencers need a reset on the ECP5 (hw/board_top.py,
+    # core_domain_after_gsr).
+    return platform, BoardTop(core, board.LINKS[link], getattr(board, "CLOCK_HZ", None),
+                              core_reset=design == "codec" and kind == "compact")
+
+
+def build_bitstream(board_name: str, design: str | None = None, link: str = "usb",
+                    seed: int = DEFAULT_SEED, lanes_kwargs: dict | None = None,
+                    build_root: Path = BUILD, log=print, lanes: str | None = None,
+                    timing_driven: bool | None = None) -> dict:
+    """Build the board top for one board; returns a summary dict (also printed).
+
+    Products go to `build_root`/boards/<board>/<design>/, the bitstream is copied to
+    `build_root`/bitstreams/<board>-<design>.<bin|bit>. `design` None: the board's default
+    (its constraints file's DESIGN, else "codec"). `lanes` ("full" or "compact"; None: the
+    board's) picks the codec's lanes; other lanes than the board's own add `-<lanes>` to the
+    design's name there. `timing_driven` None: the family's BOARD_TIMING_DRIVEN.
+    """
+    board = load_board(board_name)
+    family = board_family(board)
+    if design is None:
+        design = getattr(board, "DESIGN", "codec")
+        if design != "codec":
+            log(f"{board_name}: default design {design!r}: {getattr(board, 'DESIGN_WHY', '')}")
+    try:
+        setup_tools(family)
+    except BuildError as e:
+        raise BuildError(f"{e}\n(board {board_name}; supported boards: "
+                         f"{', '.join(boards())})") from None
+    if link not in board.LINKS:
+        raise BuildError(f"board {board_name}: unknown link {link!r} "
+                         f"(choices: {', '.join(board.LINKS)})")
+    kind, variant = design_variant(board, design, lanes)
+    platform, top = board_top(board, design, kind, link, lanes_kwargs)
     name = f"fmcodec_{design}"
     build_dir = Path(build_root) / "boards" / board_name / variant
     label = f"{board_name}/{variant}"
@@ -386,8 +396,7 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
         timing_driven = BOARD_TIMING_DRIVEN[family]
     mode = "" if timing_driven else "; place and route for wirelength (--timing-driven: timing)"
     log(f"{label}: {board.DESCRIPTION}; seed {seed}{mode}")
-    plan = platform.prepare(BoardTop(core, board.LINKS[link], getattr(board, "CLOCK_HZ", None)),
-                            name=name,
+    plan = platform.prepare(top, name=name,
                             **tool_options(family, seed, name, timing_driven=timing_driven))
     ext = board.BITSTREAM
     stages = [Stage("yosys synthesis", f"{name}.json"),
@@ -460,7 +469,8 @@ def run_report_build(b: ReportBuild, seed: int, log=print) -> dict:
     slug = "-".join(f"{k}{v}" for k, v in b.config.items()).replace("/", "_")
     build_dir = BUILD / "reports" / "synth" / f"{b.device}-{slug}"
     name = "synth_top"
-    plan = platform.prepare(synth_top.SynthTop(b.make), name=name,
+    compact = "compact" in f"{b.config.get('unit', '')} {b.config.get('block', '')}"
+    plan = platform.prepare(synth_top.SynthTop(b.make, core_reset=compact), name=name,
                             **tool_options(b.device, seed, name, allow_timing_fail=True))
     pack = "bin" if b.device == "ice40" else "bit"
     stages = [Stage("yosys synthesis", f"{name}.json"),

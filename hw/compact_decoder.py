@@ -76,8 +76,9 @@ clock, at the 40 MHz target (38.7 to 43.2 MHz across small edits of the code: yo
 LUT chains). Every RAM's read port is an asynchronous read and a register that
 yosys folds into the RAM, so that its `no_rw_check` attribute applies: with plain synchronous ports
 yosys surrounded the six RAMs with read-before-write and transparency emulation (277 flip-flops and
-196 logic cells more). The sequencer's state is one-hot (`fsm_encoding`; its initial value is the
-domain reset's).
+196 logic cells more). The sequencer's state is one-hot (`fsm_encoding`; yosys drops its
+initial value when it re-encodes it, so its start comes from the domain's reset, which the board
+top adds on the ECP5).
 A configuration write is decoded over two clocks (its checks registered, then acted on); the
 accumulator's adder is a carry-select one (two half-width chains side by side); the tile walk,
 the Huffman compare, the CRC and the header checks each have their carry chains and selections

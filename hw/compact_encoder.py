@@ -872,9 +872,9 @@ class CompactEncoderLane(wiring.Component):
                          rn.eq(0), cn.eq(0), cn_nz.eq(0)]
             m.d.comb += [sh_load.eq(1), sh_val.eq(0)]
         # One-hot state encoding in the FPGA builds: yosys re-encodes the state register only
-        # without an initial value (the first state's code is 0, the flip-flops' power-up
-        # value, and the domain's reset still starts there), and the next-state logic then
-        # tests one flip-flop per state instead of decoding five bits.
+        # without an initial value, and the next-state logic then tests one flip-flop per state
+        # instead of decoding five bits. The domain's reset puts it in its first state (on the
+        # ECP5 the board top adds that reset: hw/board_top.py, core_domain_after_gsr).
         fsm.state.attrs[NO_INIT] = 1
         fsm.state.attrs["fsm_encoding"] = "one-hot"
         return m

@@ -15,8 +15,9 @@ only their content before the first read differs, which no user of these ports l
 (without an enable the register is loaded every clock; with one, every user reads before it
 uses the data). Simulation keeps the initial value. The same attribute on a state register
 lets yosys re-encode it (hw/compact_encoder.py's one-hot sequencer), which it does not do for a
-register with an initial value; that register's start state comes from the domain's reset,
-which the board top and the synthesis wrapper assert at power-up.
+register with an initial value; that register's start state comes from the domain's reset:
+the iCE40 platform's domain has one, and on the ECP5 (whose domain has none) the board top and
+the synthesis wrapper add one (hw/board_top.py, `core_domain_after_gsr`).
 """
 
 from types import SimpleNamespace

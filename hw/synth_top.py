@@ -104,18 +104,28 @@ class SynthTop(Elaboratable):
 
     `make` returns one component or a list of them (an encoder and a decoder lane); their
     `cfg` inputs are one shared port, as in a lane pair that takes one configuration stream.
+    `core_reset`: on the ECP5, the components in a domain with a reset, as the board top puts
+    the compact lanes (hw/board_top.py, core_domain_after_gsr).
     """
 
-    def __init__(self, make: Callable[[], wiring.Component | list]):
+    def __init__(self, make: Callable[[], wiring.Component | list], core_reset: bool = False):
         self.make = make
+        self.core_reset = core_reset
 
     def elaborate(self, platform):
+        from amaranth.vendor import LatticeECP5Platform
+
+        from hw.board_top import core_domain_after_gsr
+
         m = Module()
         made = self.make()
         components = made if isinstance(made, (list, tuple)) else [made]
         inputs, outputs, shared = [], [], {}
+        # As on the boards: the compact lanes in a domain with a reset on the ECP5.
+        place = (core_domain_after_gsr(m) if self.core_reset
+                 and isinstance(platform, LatticeECP5Platform) else lambda c: c)
         for i, component in enumerate(components):
-            m.submodules[f"dut{i}" if len(components) > 1 else "dut"] = component
+            m.submodules[f"dut{i}" if len(components) > 1 else "dut"] = place(component)
             ins, outs = port_values(component)
             for path, value in ins:
                 if path[0] == "cfg" and path in shared:
