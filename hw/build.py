@@ -1,6 +1,7 @@
 """The open FPGA flow: bitstreams for the supported boards and the synthesis report.
 
     python -m hw.build bitstream [--board NAME] [--design codec|link|loopback] [--link usb|pmod]
+                                 [--lanes full|compact] [--[no-]timing-driven] [--seed S]
     python -m hw.build report [--device ice40|ecp5] [--jobs J] [--out build/reports/synth.json]
     python -m hw.build boards
 
@@ -13,7 +14,8 @@ configurations that matter and writes one record per build to build/reports/synt
 The tools are found through YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5 and ECPPACK (the
 Makefile sets them to the YoWASP tools in .venv); where one is unset, the YoWASP command next to
 this Python, or on PATH, is used. nextpnr runs with a fixed seed (recorded) and writes its JSON
-report (--report), which is where utilization and fmax come from.
+report (--report), which is where utilization and fmax come from. Board builds on the ECP5 place
+and route for wirelength alone (BOARD_TIMING_DRIVEN); everything else is timing-driven.
 """
 
 from __future__ import annotations
