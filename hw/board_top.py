@@ -259,10 +259,10 @@ def ecp5_pll_params(f_in: float, f_out: float) -> dict:
             "f_out": out}
 
 
-def core_domain_after_gsr(m: Module) -> DomainRenamer:
-    """A domain `core` on the sync clock, held in reset for the first clock after the ECP5's
-    global set/reset lets go (at power-up, a PLL lock, the reset button); returns the renamer
-    that puts a design's sync logic in it.
+def core_domain_after_gsr(m: Module, platform) -> Callable:
+    """On the ECP5, a domain `core` on the sync clock, held in reset for the first clock after
+    the global set/reset lets go (at power-up, a PLL lock, the reset button); returns what puts
+    a design's sync logic in it (elsewhere: the design as it is, the domain has a reset).
 
     The ECP5's sync domain is reset-less: GSR puts each flip-flop at its initial value. That is
     enough for a design whose registers keep their initial values in the netlist, but yosys
@@ -273,6 +273,10 @@ def core_domain_after_gsr(m: Module) -> DomainRenamer:
     the iCE40 the platform's own domain already has one. Only the compact lanes take it: on the
     full-rate codec a reset net to every flip-flop took the ECPIX-5's routing from 140 s to
     497 s."""
+    from amaranth.vendor import LatticeECP5Platform
+
+    if not isinstance(platform, LatticeECP5Platform):
+        return lambda design: design
     first = Signal(init=1, name="core_reset")       # 1 from GSR, 0 a clock later
     m.d.sync += first.eq(0)
     m.domains.core = ClockDomain("core")
@@ -349,17 +353,12 @@ class BoardTop(Elaboratable):
         return pll["f_out"]
 
     def elaborate(self, platform):
-        from amaranth.vendor import LatticeECP5Platform
-
         m = Module()
         clk_freq = platform.default_clk_frequency
         if self.clock_hz is not None and abs(self.clock_hz - clk_freq) > 1:
             clk_freq = self._pll_domain(m, platform)
         core = self.make_core(clk_freq)
-        if self.core_reset and isinstance(platform, LatticeECP5Platform):
-            m.submodules.core = core_domain_after_gsr(m)(core)
-        else:
-            m.submodules.core = core
+        m.submodules.core = core_domain_after_gsr(m, platform)(core) if self.core_reset else core
         uart = platform.request(*self.link, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)

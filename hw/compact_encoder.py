@@ -108,7 +108,7 @@ from hw.config import (
     restart_after_commit,
 )
 from hw.crc import CRC32_INIT, CRC32_XOROUT, crc32_next
-from hw.ram import NO_INIT, NO_RW_CHECK, registered_read_port
+from hw.ram import NO_RW_CHECK, registered_read_port
 from hw.tile_walker import IMAGE_PIXEL_BITS, TILE_PIXEL_BITS, TileWalker
 
 D_BITS = 18         # x - mu: 16-bit x minus a 17-bit offset
@@ -871,10 +871,10 @@ class CompactEncoderLane(wiring.Component):
                          cbits.eq(0), rbits.eq(0), cfull.eq(0), rfull.eq(0), overflow.eq(0),
                          rn.eq(0), cn.eq(0), cn_nz.eq(0)]
             m.d.comb += [sh_load.eq(1), sh_val.eq(0)]
-        # One-hot state encoding in the FPGA builds: yosys re-encodes the state register only
-        # without an initial value, and the next-state logic then tests one flip-flop per state
-        # instead of decoding five bits. The domain's reset puts it in its first state (on the
-        # ECP5 the board top adds that reset: hw/board_top.py, core_domain_after_gsr).
-        fsm.state.attrs[NO_INIT] = 1
+        # One-hot state encoding in the FPGA builds (as the decoder lane's sequencer): the
+        # next-state logic tests one flip-flop per state instead of decoding five bits. yosys
+        # ignores the initial value of a state register it re-encodes, so the domain's reset
+        # puts it in its first state (on the ECP5 the board top adds that reset:
+        # hw/board_top.py, core_domain_after_gsr).
         fsm.state.attrs["fsm_encoding"] = "one-hot"
         return m

@@ -13,11 +13,7 @@ at 0 until the first read. The register carries the attribute `fmcodec_no_init`,
 builds (hw/build.py) run `YOSYS_AFTER_READ`, which drops the initial value of such registers:
 only their content before the first read differs, which no user of these ports looks at
 (without an enable the register is loaded every clock; with one, every user reads before it
-uses the data). Simulation keeps the initial value. The same attribute on a state register
-lets yosys re-encode it (hw/compact_encoder.py's one-hot sequencer), which it does not do for a
-register with an initial value; that register's start state comes from the domain's reset:
-the iCE40 platform's domain has one, and on the ECP5 (whose domain has none) the board top and
-the synthesis wrapper add one (hw/board_top.py, `core_domain_after_gsr`).
+uses the data). Simulation keeps the initial value.
 """
 
 from types import SimpleNamespace

@@ -113,8 +113,6 @@ class SynthTop(Elaboratable):
         self.core_reset = core_reset
 
     def elaborate(self, platform):
-        from amaranth.vendor import LatticeECP5Platform
-
         from hw.board_top import core_domain_after_gsr
 
         m = Module()
@@ -122,8 +120,7 @@ class SynthTop(Elaboratable):
         components = made if isinstance(made, (list, tuple)) else [made]
         inputs, outputs, shared = [], [], {}
         # As on the boards: the compact lanes in a domain with a reset on the ECP5.
-        place = (core_domain_after_gsr(m) if self.core_reset
-                 and isinstance(platform, LatticeECP5Platform) else lambda c: c)
+        place = core_domain_after_gsr(m, platform) if self.core_reset else lambda c: c
         for i, component in enumerate(components):
             m.submodules[f"dut{i}" if len(components) > 1 else "dut"] = place(component)
             ins, outs = port_values(component)

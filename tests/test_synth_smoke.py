@@ -127,7 +127,7 @@ def test_compact_sequencers_start_from_a_reset(tmp_path, board_name):
     import re
     import subprocess
 
-    from hw.build import board_top, setup_tools
+    from hw.build import board_top, setup_tools, tool_options
 
     board = load_board(board_name)
     family = board_family(board)
@@ -136,10 +136,12 @@ def test_compact_sequencers_start_from_a_reset(tmp_path, board_name):
         pytest.skip("; ".join(missing))
     yosys = setup_tools(family)["YOSYS"]
     platform, top = board_top(board, "codec", "compact")
-    plan = platform.prepare(top, name="top")
+    plan = platform.prepare(top, name="top", **tool_options(family, 1, "top"))
     (tmp_path / "top.il").write_text(plan.files["top.il"])
-    synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
-    (tmp_path / "fsm.ys").write_text(f"read_rtlil top.il\n{synth} -top top -run :map_ram\n")
+    # The build's own yosys script, stopped after its FSM and RAM passes.
+    script = [line + " -run :map_ram" if "synth_" in line else line
+              for line in plan.files["top.ys"].splitlines() if not line.startswith("write_")]
+    (tmp_path / "fsm.ys").write_text("\n".join(script) + "\n")
     subprocess.run([yosys, "-q", "-l", "fsm.log", "fsm.ys"], cwd=tmp_path, check=True,
                    capture_output=True)
     log = (tmp_path / "fsm.log").read_text()
