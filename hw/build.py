@@ -2,12 +2,14 @@
 
     python -m hw.build bitstream [--board NAME] [--design codec|link|loopback] [--link usb|pmod]
                                  [--lanes full|compact] [--[no-]timing-driven] [--seed S]
+    python -m hw.build program [--board NAME] [--design ...] [--lanes ...]
     python -m hw.build report [--device ice40|ecp5] [--jobs J] [--out build/reports/synth.json]
     python -m hw.build boards
 
 `bitstream` builds the board top (hw/board_top.py) through the board's amaranth-boards platform
 and its constraints file (constraints/<board>.py) with Yosys, nextpnr and icepack/ecppack, and
-copies the bitstream to build/bitstreams/<board>-<design>.<bin|bit>. `report` synthesizes the
+copies the bitstream to build/bitstreams/<board>-<design>.<bin|bit>. `program` loads it with
+the board's usual tool (iceprog, openFPGALoader) when installed. `report` synthesizes the
 codec alone with registered ports (hw/synth_top.py) for the iCE40UP5K and the ECP5-85F in the
 configurations that matter and writes one record per build to build/reports/synth.json.
 
@@ -435,6 +437,56 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
     return summary
 
 
+def program_board(board_name: str, design: str | None = None, lanes: str | None = None,
+                  build_root: Path = BUILD, log=print) -> Path:
+    """`make program`: load the bitstream `build_bitstream` last made for the board (the same
+    `design` and `lanes`) with the board's usual tool, through the amaranth-boards platform's
+    own command (into the FPGA's configuration memory; nothing is written to flash). Builds
+    nothing; BuildError when the bitstream or the tool is missing or the tool fails."""
+    board = load_board(board_name)
+    if design is None:
+        design = getattr(board, "DESIGN", "codec")
+    _, variant = design_variant(board, design, lanes)
+    name = f"fmcodec_{design}"
+    build_dir = Path(build_root) / "boards" / board_name / variant
+    bitstream = build_dir / f"{name}.{board.BITSTREAM}"
+    if not bitstream.is_file():
+        args = "".join(f" {k}={v}" for k, v in (("DESIGN", design if design != getattr(
+            board, "DESIGN", "codec") else None), ("LANES", lanes)) if v)
+        raise BuildError(f"no bitstream for {board_name}/{variant} ({bitstream}); build it "
+                         f"first: make bitstream BOARD={board_name}{args}")
+    var, default = board.PROGRAMMER
+    tool = os.environ.get(var) or default
+    found = shutil.which(tool)
+    # The Makefile sets OPENFPGALOADER=true for the ULX3S platform's build when the tool is
+    # absent; `true` would "program" nothing and succeed.
+    if found is None or Path(found).name == "true":
+        why = (f"{var}={tool} is not a command" if found is None and tool != default
+               else f"no {default} on PATH")
+        raise BuildError(f"{board_name} is programmed with {default}, which is not installed "
+                         f"({why}); install it or set {var} to it, or load {bitstream} with "
+                         f"your own tool")
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(bitstream.stat().st_mtime))
+    log(f"{board_name}/{variant}: loading {bitstream} (built {built}) with {found}")
+    from amaranth.build.run import LocalBuildProducts
+
+    saved = os.environ.get(var)
+    os.environ[var] = found           # the platform's command runs the tool checked here
+    try:
+        board.PLATFORM().toolchain_program(LocalBuildProducts(str(build_dir)), name)
+    except subprocess.CalledProcessError as e:
+        raise BuildError(f"{Path(found).name} failed (exit status {e.returncode}): is the board "
+                         f"connected, and is it the {board_name}?") from None
+    finally:
+        if saved is None:
+            del os.environ[var]
+        else:
+            os.environ[var] = saved
+    log(f"{board_name}/{variant}: loaded; check it with `fmcodec board --board {board_name} "
+        f"--port PORT`" if design == "codec" else f"{board_name}/{variant}: loaded")
+    return bitstream
+
+
 # -- report --------------------------------------------------------------------------------------
 
 @dataclass
@@ -627,6 +679,13 @@ def main(argv=None) -> int:
                         "not exist)")
     p.add_argument("--out", type=Path, default=BUILD / "reports" / "synth.json")
 
+    p = sub.add_parser("program", help="load a built bitstream with the board's usual tool")
+    p.add_argument("--board", default=DEFAULT_BOARD, help=f"default {DEFAULT_BOARD}")
+    p.add_argument("--design", default=None, choices=("codec", "link", "loopback"),
+                   help="default: the board's")
+    p.add_argument("--lanes", default=None, choices=("full", "compact"),
+                   help="the codec's lanes (default: the board's)")
+
     sub.add_parser("boards", help="list the supported boards")
 
     args = parser.parse_args(argv)
@@ -637,6 +696,8 @@ def main(argv=None) -> int:
         elif args.command == "bitstream":
             build_bitstream(args.board, args.design, args.link, args.seed, lanes=args.lanes,
                             timing_driven=args.timing_driven)
+        elif args.command == "program":
+            program_board(args.board, args.design, args.lanes)
         elif args.command == "report":
             build_report(tuple(args.device or ("ice40", "ecp5")), args.jobs, args.seed, args.out,
                          args.only, blocks=args.blocks,

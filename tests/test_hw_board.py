@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import binascii
 import os
+import select
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -231,6 +233,59 @@ def test_run_board_without_a_port_fails_cleanly(capsys):
     assert run_board(board="icebreaker", port="/dev/fmcodec-no-such-port") == 2
     err = capsys.readouterr().err
     assert err.startswith("fmcodec: error:")
+
+
+def _serve(board: ModelBoard, fd: int, stop: threading.Event) -> None:
+    """The model board on the far end of a pseudo-terminal: request frames in, replies out."""
+    parser = P.FrameParser()
+    while not stop.is_set():
+        if not select.select([fd], [], [], 0.02)[0]:
+            continue
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:          # the host side closed
+            return
+        for frame in parser.feed(data):
+            reply = board.transact(P.encode_frame(frame.code, frame.payload))
+            os.write(fd, P.encode_frame(reply.code, reply.payload))
+
+
+@pytest.mark.parametrize("corrupt", [None, 5])
+def test_run_board_over_a_serial_port(rng, tmp_path, corrupt):
+    """`fmcodec board` end to end through pyserial: the port is a pseudo-terminal whose far
+    end is the model board, so the serial path (framing over a byte stream, reply deadlines,
+    the verdict and exit status) runs as it does with a board."""
+    pytest.importorskip("serial")
+    import io
+    import tty
+
+    x = _tensor(rng)
+    info = _model_info()
+    profile = calibrate_for_board(x, info)
+    np.save(tmp_path / "x.npy", x)
+    profile.save(tmp_path / "profile.json")
+    board = ModelBoard(golden_reference(x, profile), info, corrupt_word=corrupt)
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    stop = threading.Event()
+    server = threading.Thread(target=_serve, args=(board, master, stop), daemon=True)
+    server.start()
+    out = io.StringIO()
+    try:
+        rc = run_board(board="icebreaker", port=os.ttyname(slave), tensor=str(tmp_path / "x.npy"),
+                       profile=str(tmp_path / "profile.json"), baud=BAUD, out=out)
+    finally:
+        stop.set()
+        server.join(timeout=5)
+        os.close(master)
+        os.close(slave)
+    text = out.getvalue()
+    if corrupt is None:
+        assert rc == 0, text
+        assert board.tile == len(board.golden.words)     # every tile went through the port
+    else:
+        assert rc == 1, text
+        assert f"word {corrupt}" in text
 
 
 # -- the board top in simulation -----------------------------------------------------------------

@@ -9,6 +9,8 @@ once (a few minutes, cached in ~/.cache/YoWASP); later builds take about 20 s.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hw.build import board_family, build_bitstream, load_board, tools_missing
@@ -151,3 +153,76 @@ def test_compact_sequencers_start_from_a_reset(tmp_path, board_name):
     for chunk in fsms:
         block = chunk.split("\n\n", 1)[0]
         assert "found reset state" in block, f"{board_name}: no reset for {block[:60]}"
+
+
+# -- make program: the board's usual tool, found or refused ------------------------------------
+
+def _fake_bitstream(root, board_name, variant, ext):
+    from hw.build import load_board
+
+    design = variant.split("-")[0]
+    path = root / "boards" / board_name / variant / f"fmcodec_{design}.{ext}"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(bytes(range(256)) * 4)
+    assert load_board(board_name).BITSTREAM == ext
+    return path
+
+
+def _fake_tool(bin_dir, name, status=0):
+    """A stand-in for the programmer: records its arguments and the file it was given."""
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{bin_dir}/args"\n'
+                    f'for a; do last="$a"; done\ncp "$last" "{bin_dir}/loaded"\nexit {status}\n')
+    tool.chmod(0o755)
+    return tool
+
+
+@pytest.mark.parametrize("board_name, variant, tool, args", [
+    ("icebreaker", "codec", "iceprog", []),
+    ("ulx3s-85f", "codec", "openFPGALoader", ["-b", "ulx3s", "-m"]),
+    ("ecpix5-85", "codec-compact", "openFPGALoader", ["-c", "ft2232", "-m"]),
+])
+def test_program_runs_the_boards_tool_on_its_bitstream(tmp_path, monkeypatch, board_name,
+                                                       variant, tool, args):
+    from hw.build import load_board, program_board
+
+    ext = load_board(board_name).BITSTREAM
+    bitstream = _fake_bitstream(tmp_path, board_name, variant, ext)
+    bin_dir = tmp_path / "bin"
+    _fake_tool(bin_dir, tool)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    var = load_board(board_name).PROGRAMMER[0]
+    monkeypatch.delenv(var, raising=False)
+    lines = []
+    lanes = "compact" if variant.endswith("-compact") else None
+    assert program_board(board_name, lanes=lanes, build_root=tmp_path,
+                         log=lines.append) == bitstream
+    given = (bin_dir / "args").read_text().splitlines()
+    assert given[:-1] == args                  # amaranth-boards' command for the board
+    assert (bin_dir / "loaded").read_bytes() == bitstream.read_bytes()
+    assert any(str(bin_dir / tool) in line for line in lines)
+    assert var not in os.environ               # the variable is put back as it was
+
+
+def test_program_refuses_without_bitstream_or_tool(tmp_path, monkeypatch):
+    from hw.build import BuildError, main, program_board
+
+    with pytest.raises(BuildError, match=r"build it first: make bitstream BOARD=ulx3s-85f "
+                                         r"LANES=compact"):
+        program_board("ulx3s-85f", lanes="compact", build_root=tmp_path)
+    _fake_bitstream(tmp_path, "ulx3s-85f", "codec", "bit")
+    # The Makefile's stand-in for a missing openFPGALoader must not pass for a programmer.
+    monkeypatch.setenv("OPENFPGALOADER", "true")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(BuildError, match="programmed with openFPGALoader, which is not installed"):
+        program_board("ulx3s-85f", build_root=tmp_path)
+    monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "nowhere"))
+    with pytest.raises(BuildError, match="OPENFPGALOADER=.*nowhere is not a command"):
+        program_board("ulx3s-85f", build_root=tmp_path)
+    # A programmer that fails (no board on the cable) is an error with its exit status.
+    _fake_tool(tmp_path / "bin", "openFPGALoader", status=3)
+    monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "bin" / "openFPGALoader"))
+    with pytest.raises(BuildError, match=r"openFPGALoader failed \(exit status 3\)"):
+        program_board("ulx3s-85f", build_root=tmp_path)
+    assert main(["program", "--board", "no-such-board"]) == 2
