@@ -18,7 +18,8 @@ DESCRIPTION = "iCEBreaker, iCE40UP5K-SG48, 12 MHz, host link on the on-board FT2
 PLATFORM = ICEBreakerPlatform
 BITSTREAM = "bin"
 # `make program`: the board's usual tool, as amaranth-boards' platform calls it (the variable
-# that names another build of it, the command).
+# that names another build of it, the command). iceprog writes the board's configuration flash,
+# which the FPGA loads at once.
 PROGRAMMER = ("ICEPROG", "iceprog")
 BAUD = 1_000_000
 

@@ -441,7 +441,8 @@ def program_board(board_name: str, design: str | None = None, lanes: str | None 
                   build_root: Path = BUILD, log=print) -> Path:
     """`make program`: load the bitstream `build_bitstream` last made for the board (the same
     `design` and `lanes`) with the board's usual tool, through the amaranth-boards platform's
-    own command (into the FPGA's configuration memory; nothing is written to flash). Builds
+    own command (iceprog: the iCEBreaker's configuration flash; openFPGALoader -m: the ECP5's
+    configuration memory, not its flash). Builds
     nothing; BuildError when the bitstream or the tool is missing or the tool fails."""
     board = load_board(board_name)
     if design is None:
