@@ -110,6 +110,31 @@ def golden_reference(x: np.ndarray, profile) -> Golden:
     return Golden(profile, pixels, words, recon, enc.tile_start, enc.tile_count)
 
 
+def _check_dtype(x: np.ndarray, info: P.Info) -> None:
+    dtype = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8",
+             np.dtype(np.int16): "int16"}.get(x.dtype)
+    if dtype != info.dtype:
+        raise BoardCheckError(f"the tensor is {x.dtype}; this bitstream's lanes take {info.dtype}")
+
+
+def check_board_profile(x: np.ndarray, profile, info: P.Info) -> None:
+    """A given profile against the tensor and the board's lanes (fmcodec/capacity.py's check,
+    with the build the board reports): BoardCheckError naming every mismatch."""
+    from fmcodec.capacity import LaneBuild, problems
+
+    _check_dtype(x, info)
+    C = x.shape[-3]
+    found = []
+    if profile.channels != C:
+        found.append(f"it is for {profile.channels} channels, the tensor has {C}")
+    build = LaneBuild(group=info.group, max_channels=info.max_channels,
+                      max_tile_words=info.max_tile_words, dtype=info.dtype)
+    found += problems(profile, build, image_pixels=x.shape[-2] * x.shape[-1])
+    if found:
+        raise BoardCheckError("the profile does not suit this tensor and board: "
+                              + "; ".join(found))
+
+
 def calibrate_for_board(x: np.ndarray, info: P.Info, coder: str = "auto"):
     """A profile for `x` (PCA, the board's group N) whose tiles fit the board's buffers: at most
     one image row, at most `value_depth` values and `word_depth` words (header + raw payload)."""
@@ -117,10 +142,7 @@ def calibrate_for_board(x: np.ndarray, info: P.Info, coder: str = "auto"):
 
     from golden.calibrate import calibrate
 
-    dtype = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8",
-             np.dtype(np.int16): "int16"}.get(x.dtype)
-    if dtype != info.dtype:
-        raise BoardCheckError(f"the tensor is {x.dtype}; this bitstream's lanes take {info.dtype}")
+    _check_dtype(x, info)
     C, W = x.shape[-3], x.shape[-1]
     if info.max_channels and C > info.max_channels:
         raise BoardCheckError(f"the tensor has {C} channels; the board's lanes take at most "
@@ -204,6 +226,8 @@ def board_session(x: np.ndarray, profile=None, *, coder: str = "auto",
         x = x[None]
     if profile is None:
         profile = calibrate_for_board(x, info, coder)
+    else:
+        check_board_profile(x, profile, info)
     golden = golden_reference(x, profile)
     groups = requests_for(golden, info, max_tiles)
 

@@ -221,6 +221,24 @@ def test_board_session_refuses_link_only_bitstream(rng):
         drive(board_session(x), board.transact)
 
 
+def test_board_session_refuses_a_profile_that_does_not_suit(rng):
+    """A profile given by the user is checked against the tensor and the board's lanes before
+    anything is sent to them (it used to end in a traceback from the golden model)."""
+    from golden.calibrate import calibrate
+
+    x = _tensor(rng)
+    info = _model_info()
+    profile = calibrate_for_board(x, info)
+    wide = _tensor(rng, channels=32)
+    with pytest.raises(BoardCheckError, match="it is for 16 channels, the tensor has 32"):
+        drive(board_session(wide, profile), ModelBoard(None, info).transact)
+    n16 = calibrate(wide, transform="pca", group=16, tile_pixels=4)
+    with pytest.raises(BoardCheckError, match="transform group N=16, the build has N=8"):
+        drive(board_session(wide, n16), ModelBoard(None, info).transact)
+    with pytest.raises(BoardCheckError, match="the tensor is int16"):
+        drive(board_session(x.astype(np.int16), profile), ModelBoard(None, info).transact)
+
+
 def test_calibration_fits_the_buffers(rng):
     x = _tensor(rng, channels=64, h=2, w=32)
     info = _model_info(value_depth=1024, word_depth=40)
