@@ -592,12 +592,17 @@ def build_report(devices=("ice40", "ecp5"), jobs: int = 1, seed: int = DEFAULT_S
                  out: Path = BUILD / "reports" / "synth.json", only: str | None = None,
                  blocks: bool | None = None, merge: bool = False, log=print) -> list[dict]:
     builds, skipped = report_builds(devices, blocks=blocks)
+    every = builds
     if only:
         builds = [b for b in builds if only in b.label]
     for line in skipped:
         log(f"report: not built yet: {line}")
     if not builds:
-        raise BuildError("report: nothing to build")
+        hint = ""
+        if only:
+            hint = (f": no build's label contains {only!r}; the builds (--blocks adds each block "
+                    f"alone):\n  " + "\n  ".join(b.label for b in every))
+        raise BuildError("report: nothing to build" + hint)
     for device in {b.device for b in builds}:
         setup_tools(device)
     log(f"report: {len(builds)} builds, {jobs} at a time, seed {seed}")
@@ -653,6 +658,16 @@ def print_table(records: list[dict], log=print) -> None:
 
 # -- command line --------------------------------------------------------------------------------
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return n
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -672,7 +687,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("report", help="synthesis report of the codec alone")
     p.add_argument("--device", choices=("ice40", "ecp5"), action="append",
                    help="only this device (repeatable; default both)")
-    p.add_argument("--jobs", "-j", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    p.add_argument("--jobs", "-j", type=_positive, default=max(1, min(2, os.cpu_count() or 1)))
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--only", help="only builds whose label contains this text")
     p.add_argument("--blocks", action=argparse.BooleanOptionalAction, default=None,

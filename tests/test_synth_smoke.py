@@ -226,3 +226,16 @@ def test_program_refuses_without_bitstream_or_tool(tmp_path, monkeypatch):
     with pytest.raises(BuildError, match=r"openFPGALoader failed \(exit status 3\)"):
         program_board("ulx3s-85f", build_root=tmp_path)
     assert main(["program", "--board", "no-such-board"]) == 2
+
+
+def test_report_refuses_bad_arguments_with_the_choices(capsys):
+    from hw.build import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--jobs", "0"])
+    assert e.value.code == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert main(["report", "--device", "ecp5", "--only", "no such build"]) == 2
+    err = capsys.readouterr().err
+    assert "no build's label contains 'no such build'" in err
+    assert "ecp5 unit=enc+dec lane N=8 lanes=1" in err      # the labels --only can pick from
