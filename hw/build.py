@@ -442,8 +442,8 @@ def program_board(board_name: str, design: str | None = None, lanes: str | None 
     """`make program`: load the bitstream `build_bitstream` last made for the board (the same
     `design` and `lanes`) with the board's usual tool, through the amaranth-boards platform's
     own command (iceprog: the iCEBreaker's configuration flash; openFPGALoader -m: the ECP5's
-    configuration memory, not its flash). Builds
-    nothing; BuildError when the bitstream or the tool is missing or the tool fails."""
+    configuration memory, not its flash). Builds nothing; BuildError when the bitstream or the
+    tool is missing or the tool fails."""
     board = load_board(board_name)
     if design is None:
         design = getattr(board, "DESIGN", "codec")
