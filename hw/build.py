@@ -109,15 +109,17 @@ def board_family(board: ModuleType) -> str:
 
 # -- tools ---------------------------------------------------------------------------------------
 
-def find_tool(var: str) -> str | None:
-    """The command for a tool variable: the variable's value if set, else the YoWASP command."""
+def find_tool(var: str, command: str | None = None) -> str | None:
+    """The command for a tool variable: the variable's value if set, else `command` (default:
+    the YoWASP command, TOOLS) next to this Python or on PATH."""
     value = os.environ.get(var)
     if value:
         return shutil.which(value) or (value if Path(value).is_file() else None)
-    local = Path(sys.executable).parent / TOOLS[var]
+    command = command or TOOLS[var]
+    local = Path(sys.executable).parent / command
     if local.is_file():
         return str(local)
-    return shutil.which(TOOLS[var])
+    return shutil.which(command)
 
 
 def tools_missing(family: str) -> list[str]:
@@ -334,6 +336,14 @@ def design_variant(board, design: str, lanes: str | None) -> tuple[str, str]:
     return lanes, f"{design}-{lanes}"
 
 
+def board_products(board_name: str, board, design: str, lanes: str | None,
+                   build_root: Path) -> tuple[str, str, str, Path]:
+    """(lane kind, variant, product name, build folder) of a board build: where
+    `build_bitstream` puts its products and `program_board` finds them."""
+    kind, variant = design_variant(board, design, lanes)
+    return kind, variant, f"fmcodec_{design}", Path(build_root) / "boards" / board_name / variant
+
+
 def board_top(board, design: str, kind: str, link: str = "usb", lanes_kwargs: dict | None = None):
     """(platform, top): the board top that `make bitstream` builds for `board` (a constraints
     module), with the `kind` of lanes for the codec design."""
@@ -391,10 +401,8 @@ def build_bitstream(board_name: str, design: str | None = None, link: str = "usb
     if link not in board.LINKS:
         raise BuildError(f"board {board_name}: unknown link {link!r} "
                          f"(choices: {', '.join(board.LINKS)})")
-    kind, variant = design_variant(board, design, lanes)
+    kind, variant, name, build_dir = board_products(board_name, board, design, lanes, build_root)
     platform, top = board_top(board, design, kind, link, lanes_kwargs)
-    name = f"fmcodec_{design}"
-    build_dir = Path(build_root) / "boards" / board_name / variant
     label = f"{board_name}/{variant}"
     if timing_driven is None:
         timing_driven = BOARD_TIMING_DRIVEN[family]
@@ -445,44 +453,34 @@ def program_board(board_name: str, design: str | None = None, lanes: str | None 
     configuration memory, not its flash). Builds nothing; BuildError when the bitstream or the
     tool is missing or the tool fails."""
     board = load_board(board_name)
-    if design is None:
-        design = getattr(board, "DESIGN", "codec")
-    _, variant = design_variant(board, design, lanes)
-    name = f"fmcodec_{design}"
-    build_dir = Path(build_root) / "boards" / board_name / variant
+    given = design
+    design = design or getattr(board, "DESIGN", "codec")
+    _, variant, name, build_dir = board_products(board_name, board, design, lanes, build_root)
     bitstream = build_dir / f"{name}.{board.BITSTREAM}"
     if not bitstream.is_file():
-        args = "".join(f" {k}={v}" for k, v in (("DESIGN", design if design != getattr(
-            board, "DESIGN", "codec") else None), ("LANES", lanes)) if v)
+        args = (f" DESIGN={given}" if given else "") + (f" LANES={lanes}" if lanes else "")
         raise BuildError(f"no bitstream for {board_name}/{variant} ({bitstream}); build it "
                          f"first: make bitstream BOARD={board_name}{args}")
-    var, default = board.PROGRAMMER
-    tool = os.environ.get(var) or default
-    found = shutil.which(tool)
-    # The Makefile sets OPENFPGALOADER=true for the ULX3S platform's build when the tool is
-    # absent; `true` would "program" nothing and succeed.
+    var, command = board.PROGRAMMER
+    found = find_tool(var, command)
+    # setup_tools (and the Makefile) set OPENFPGALOADER=true for the ULX3S platform's build when
+    # the tool is absent; `true` would "program" nothing and succeed.
     if found is None or Path(found).name == "true":
-        why = (f"{var}={tool} is not a command" if found is None and tool != default
-               else f"no {default} on PATH")
-        raise BuildError(f"{board_name} is programmed with {default}, which is not installed "
+        why = (f"{var}={os.environ[var]} is not a command" if found is None and os.environ.get(var)
+               else f"no {command} on PATH")
+        raise BuildError(f"{board_name} is programmed with {command}, which is not installed "
                          f"({why}); install it or set {var} to it, or load {bitstream} with "
                          f"your own tool")
     built = time.strftime("%Y-%m-%d %H:%M", time.localtime(bitstream.stat().st_mtime))
     log(f"{board_name}/{variant}: loading {bitstream} (built {built}) with {found}")
     from amaranth.build.run import LocalBuildProducts
 
-    saved = os.environ.get(var)
-    os.environ[var] = found           # the platform's command runs the tool checked here
+    os.environ[var] = found     # as setup_tools does: the platform's command runs the tool found
     try:
         board.PLATFORM().toolchain_program(LocalBuildProducts(str(build_dir)), name)
     except subprocess.CalledProcessError as e:
         raise BuildError(f"{Path(found).name} failed (exit status {e.returncode}): is the board "
                          f"connected, and is it the {board_name}?") from None
-    finally:
-        if saved is None:
-            del os.environ[var]
-        else:
-            os.environ[var] = saved
     log(f"{board_name}/{variant}: loaded; check it with `fmcodec board --board {board_name} "
         f"--port PORT`" if design == "codec" else f"{board_name}/{variant}: loaded")
     return bitstream
@@ -500,6 +498,12 @@ class ReportBuild:
     def label(self) -> str:
         cfg = " ".join(f"{k}={v}" for k, v in self.config.items())
         return f"{self.device} {cfg}"
+
+    @property
+    def compact(self) -> bool:
+        """The compact lanes, or one of them (hw/synth_top.py names them so in `unit` or
+        `block`): built in a domain with a reset, as the board top puts them."""
+        return "compact" in f"{self.config.get('unit', '')} {self.config.get('block', '')}"
 
 
 def report_builds(devices=("ice40", "ecp5"), blocks: bool | None = None
@@ -524,8 +528,7 @@ def run_report_build(b: ReportBuild, seed: int, log=print) -> dict:
     slug = "-".join(f"{k}{v}" for k, v in b.config.items()).replace("/", "_")
     build_dir = BUILD / "reports" / "synth" / f"{b.device}-{slug}"
     name = "synth_top"
-    compact = "compact" in f"{b.config.get('unit', '')} {b.config.get('block', '')}"
-    plan = platform.prepare(synth_top.SynthTop(b.make, core_reset=compact), name=name,
+    plan = platform.prepare(synth_top.SynthTop(b.make, core_reset=b.compact), name=name,
                             **tool_options(b.device, seed, name, allow_timing_fail=True))
     pack = "bin" if b.device == "ice40" else "bit"
     stages = [Stage("yosys synthesis", f"{name}.json"),
