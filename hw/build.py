@@ -481,8 +481,9 @@ def program_board(board_name: str, design: str | None = None, lanes: str | None 
     except subprocess.CalledProcessError as e:
         raise BuildError(f"{Path(found).name} failed (exit status {e.returncode}): is the board "
                          f"connected, and is it the {board_name}?") from None
-    log(f"{board_name}/{variant}: loaded; check it with `fmcodec board --board {board_name} "
-        f"--port PORT`" if design == "codec" else f"{board_name}/{variant}: loaded")
+    check = (f"; check it with `fmcodec board --board {board_name} --port PORT`"
+             if design == "codec" else "")
+    log(f"{board_name}/{variant}: loaded{check}")
     return bitstream
 
 

@@ -157,14 +157,15 @@ def test_compact_sequencers_start_from_a_reset(tmp_path, board_name):
 
 # -- make program: the board's usual tool, found or refused ------------------------------------
 
-def _fake_bitstream(root, board_name, variant, ext):
-    from hw.build import load_board
+def _fake_bitstream(root, board_name, lanes=None):
+    """A stand-in bitstream where `build_bitstream` would put the board's codec."""
+    from hw.build import board_products
 
-    design = variant.split("-")[0]
-    path = root / "boards" / board_name / variant / f"fmcodec_{design}.{ext}"
+    board = load_board(board_name)
+    _, _, name, build_dir = board_products(board_name, board, "codec", lanes, root)
+    path = build_dir / f"{name}.{board.BITSTREAM}"
     path.parent.mkdir(parents=True)
     path.write_bytes(bytes(range(256)) * 4)
-    assert load_board(board_name).BITSTREAM == ext
     return path
 
 
@@ -178,24 +179,22 @@ def _fake_tool(bin_dir, name, status=0):
     return tool
 
 
-@pytest.mark.parametrize("board_name, variant, tool, args", [
-    ("icebreaker", "codec", "iceprog", []),
-    ("ulx3s-85f", "codec", "openFPGALoader", ["-b", "ulx3s", "-m"]),
-    ("ecpix5-85", "codec-compact", "openFPGALoader", ["-c", "ft2232", "-m"]),
+@pytest.mark.parametrize("board_name, lanes, tool, args", [
+    ("icebreaker", None, "iceprog", []),
+    ("ulx3s-85f", None, "openFPGALoader", ["-b", "ulx3s", "-m"]),
+    ("ecpix5-85", "compact", "openFPGALoader", ["-c", "ft2232", "-m"]),
 ])
 def test_program_runs_the_boards_tool_on_its_bitstream(tmp_path, monkeypatch, board_name,
-                                                       variant, tool, args):
-    from hw.build import load_board, program_board
+                                                       lanes, tool, args):
+    from hw.build import program_board
 
-    ext = load_board(board_name).BITSTREAM
-    bitstream = _fake_bitstream(tmp_path, board_name, variant, ext)
+    bitstream = _fake_bitstream(tmp_path, board_name, lanes)
     bin_dir = tmp_path / "bin"
     _fake_tool(bin_dir, tool)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     var = load_board(board_name).PROGRAMMER[0]
     monkeypatch.setenv(var, "")                # unset, and put back after the test
     lines = []
-    lanes = "compact" if variant.endswith("-compact") else None
     assert program_board(board_name, lanes=lanes, build_root=tmp_path,
                          log=lines.append) == bitstream
     given = (bin_dir / "args").read_text().splitlines()
@@ -210,7 +209,7 @@ def test_program_refuses_without_bitstream_or_tool(tmp_path, monkeypatch):
     with pytest.raises(BuildError, match=r"build it first: make bitstream BOARD=ulx3s-85f "
                                          r"LANES=compact"):
         program_board("ulx3s-85f", lanes="compact", build_root=tmp_path)
-    _fake_bitstream(tmp_path, "ulx3s-85f", "codec", "bit")
+    _fake_bitstream(tmp_path, "ulx3s-85f")
     # The Makefile's stand-in for a missing openFPGALoader must not pass for a programmer.
     monkeypatch.setenv("OPENFPGALOADER", "true")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
